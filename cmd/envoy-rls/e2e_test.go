@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// binary is the envoy-rls binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "envoy-rls-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "envoy-rls")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building envoy-rls:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port free at the moment.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a running `envoy-rls serve`.
+type proc struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	httpAddr string
+	out      *bytes.Buffer
+	done     chan error
+}
+
+// startServe runs `envoy-rls serve` with args on free ports and waits
+// until its health is SERVING.
+func startServe(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(bytes.Buffer), done: make(chan error, 1)}
+	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--log-format", "console"}, args...)
+	p.cmd = exec.Command(binary, all...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("envoy-rls output:\n%s", p.out.String())
+		}
+	})
+	conn := dial(t, p.grpcAddr)
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.ratelimit.v3.RateLimitService"})
+		cancel()
+		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("envoy-rls exited before serving: %v\n%s", err, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy-rls not SERVING after 15s (last: %v, %v)", r, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func entries(kv ...string) []*rlcommon.RateLimitDescriptor_Entry {
+	var es []*rlcommon.RateLimitDescriptor_Entry
+	for i := 0; i+1 < len(kv); i += 2 {
+		es = append(es, &rlcommon.RateLimitDescriptor_Entry{Key: kv[i], Value: kv[i+1]})
+	}
+	return es
+}
+
+func request(domain string, kvs ...[]string) *rlsv3.RateLimitRequest {
+	r := &rlsv3.RateLimitRequest{Domain: domain}
+	for _, kv := range kvs {
+		r.Descriptors = append(r.Descriptors, &rlcommon.RateLimitDescriptor{Entries: entries(kv...)})
+	}
+	return r
+}
+
+// awayFromBoundary waits, if needed, so that the next few seconds stay in
+// one aligned window of the given length.
+func awayFromBoundary(period time.Duration) {
+	now := time.Now()
+	left := period - time.Duration(now.UnixNano()%int64(period))
+	if left < 3*time.Second {
+		time.Sleep(left + 50*time.Millisecond)
+	}
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml")
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	ctx := context.Background()
+
+	t.Run("fixed window agrees with the reference", func(t *testing.T) {
+		awayFromBoundary(time.Minute)
+		for i := 1; i <= 6; i++ {
+			resp, err := client.ShouldRateLimit(ctx, request("edge", []string{"path", "/api/login"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := resp.Statuses[0]
+			wantCode, wantRemaining := rlsv3.RateLimitResponse_OK, uint32(5-i)
+			if i == 6 {
+				wantCode, wantRemaining = rlsv3.RateLimitResponse_OVER_LIMIT, 0
+			}
+			if resp.OverallCode != wantCode || st.Code != wantCode || st.LimitRemaining != wantRemaining {
+				t.Fatalf("request %d: overall %v, status %v, remaining %d; want %v, %d", i, resp.OverallCode, st.Code, st.LimitRemaining, wantCode, wantRemaining)
+			}
+			cl := st.CurrentLimit
+			if cl.GetName() != "login" || cl.GetRequestsPerUnit() != 5 || cl.GetUnit() != rlsv3.RateLimitResponse_RateLimit_MINUTE {
+				t.Fatalf("request %d: current_limit %v", i, cl)
+			}
+			if d := st.DurationUntilReset.AsDuration(); d <= 0 || d > time.Minute {
+				t.Fatalf("request %d: duration_until_reset %v", i, d)
+			}
+		}
+	})
+
+	t.Run("several descriptors, tightest and unmatched", func(t *testing.T) {
+		resp, err := client.ShouldRateLimit(ctx, request("edge",
+			[]string{"remote_address", "192.168.10.10"},
+			[]string{"remote_address", "10.1.2.3"},
+			[]string{"no_such_key", "x"},
+			[]string{"path", "/api/items"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.OverallCode != rlsv3.RateLimitResponse_OK || len(resp.Statuses) != 4 {
+			t.Fatalf("response %v", resp)
+		}
+		if s := resp.Statuses[0]; s.LimitRemaining != 4294967295 || s.CurrentLimit != nil {
+			t.Errorf("unlimited: %v", s)
+		}
+		for _, i := range []int{1, 2} {
+			if s := resp.Statuses[i]; s.CurrentLimit != nil || s.LimitRemaining != 0 || s.Code != rlsv3.RateLimitResponse_OK {
+				t.Errorf("status %d: want OK without a limit, got %v", i, s)
+			}
+		}
+		if s := resp.Statuses[3]; s.CurrentLimit.GetRequestsPerUnit() != 50 || s.CurrentLimit.GetUnit() != rlsv3.RateLimitResponse_RateLimit_SECOND {
+			t.Errorf("wildcard path: %v", s)
+		}
+	})
+
+	t.Run("unknown domain has no limit", func(t *testing.T) {
+		resp, err := client.ShouldRateLimit(ctx, request("nope", []string{"path", "/api/login"}))
+		if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[0].CurrentLimit != nil {
+			t.Fatalf("got %v, %v", resp, err)
+		}
+	})
+
+	t.Run("malformed requests are INVALID_ARGUMENT", func(t *testing.T) {
+		for name, req := range map[string]*rlsv3.RateLimitRequest{
+			"domain is empty":     request("", []string{"a", "b"}),
+			"no descriptors":      {Domain: "edge"},
+			"has no entries":      {Domain: "edge", Descriptors: []*rlcommon.RateLimitDescriptor{{}}},
+			"has an empty key":    request("edge", []string{"", "b"}),
+			"more than the limit": request("edge", make([][]string, 65)...),
+		} {
+			_, err := client.ShouldRateLimit(ctx, req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), name) {
+				t.Errorf("%s: got %v", name, err)
+			}
+		}
+	})
+
+	t.Run("HTTP endpoints", func(t *testing.T) {
+		get := func(path string) (int, string) {
+			resp, err := http.Get("http://" + p.httpAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, body := get("/healthcheck"); code != 200 || body != "OK" {
+			t.Errorf("/healthcheck: %d %q", code, body)
+		}
+		if code, body := get("/rlconfig"); code != 200 || !strings.Contains(body, "edge.path_/api/login") {
+			t.Errorf("/rlconfig: %d %q", code, body)
+		}
+		post := func(body string) (int, string) {
+			resp, err := http.Post("http://"+p.httpAddr+"/json", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		// The login path is over its limit from the first subtest.
+		if code, body := post(`{"domain":"edge","descriptors":[{"entries":[{"key":"path","value":"/api/login"}]}]}`); code != 429 || !strings.Contains(body, "OVER_LIMIT") {
+			t.Errorf("/json over limit: %d %s", code, body)
+		}
+		if code, body := post(`{"domain":"edge","descriptors":[{"entries":[{"key":"user_id","value":"u1"}]}]}`); code != 200 || !strings.Contains(body, `"overallCode":"OK"`) {
+			t.Errorf("/json ok: %d %s", code, body)
+		}
+		if code, _ := post(`{"domain":`); code != 400 {
+			t.Errorf("/json malformed: %d", code)
+		}
+		if code, body := post(`{"domain":"edge"}`); code != 400 || !strings.Contains(body, "no descriptors") {
+			t.Errorf("/json invalid: %d %s", code, body)
+		}
+	})
+
+	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("no exit 15s after SIGTERM")
+		}
+	})
+}
+
+func TestServeFromEnvironment(t *testing.T) {
+	// Flags absent: the environment sets the config; a flag wins over its
+	// variable (the log format given by flag is console, env says json).
+	p := startServe(t, []string{"ENVOY_RLS_CONFIG=../../examples/ratelimit.yaml", "ENVOY_RLS_LOG_FORMAT=bogus"})
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	resp, err := client.ShouldRateLimit(context.Background(), request("edge", []string{"user_id", "env"}))
+	if err != nil || resp.Statuses[0].CurrentLimit == nil {
+		t.Fatalf("got %v, %v", resp, err)
+	}
+}
+
+func TestServeRefusesBadSettingsAndConfig(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("domain: \"\"\ndescriptors:\n  - key: a\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+		want []string
+	}{
+		"missing config": {[]string{"serve"}, 2, []string{"--config is required"}},
+		"bad log level":  {[]string{"serve", "--config", "x", "--log-level", "loud", "--log-format", "xml"}, 2, []string{"--log-level", "--log-format"}},
+		"bad config":     {[]string{"serve", "--config", bad, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, 1, []string{"domain", "fortnight"}},
+		"validate bad":   {[]string{"validate", bad}, 1, []string{"domain", "fortnight"}},
+		"unknown":        {[]string{"frobnicate"}, 2, []string{"unknown command"}},
+	} {
+		out, err := exec.Command(binary, tc.args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d\n%s", name, code, tc.code, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("%s: output lacks %q:\n%s", name, w, out)
+			}
+		}
+	}
+}
+
+func TestValidateAndVersion(t *testing.T) {
+	out, err := exec.Command(binary, "validate", "../../examples/ratelimit.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `domain "edge"`) {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "envoy-rls ") {
+		t.Fatalf("version: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,213 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+)
+
+// Limits bound what one request may carry; requests beyond them are
+// refused with INVALID_ARGUMENT. The zero value means the defaults.
+type Limits struct {
+	MaxDescriptors int // per request (default 64)
+	MaxEntries     int // per descriptor (default 32)
+	MaxValueBytes  int // per key or value (default 4096)
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxDescriptors <= 0 {
+		l.MaxDescriptors = 64
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = 32
+	}
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = 4096
+	}
+	return l
+}
+
+// errInvalid is wrapped by every request validation error.
+var errInvalid = errors.New("invalid request")
+
+// call holds the converted request and its statuses; pooled per request.
+type call struct {
+	req      limiter.Request
+	entries  []descriptors.Entry
+	over     []limiter.Override
+	statuses []limiter.Status
+}
+
+var callPool = sync.Pool{New: func() any { return new(call) }}
+
+func getCall() *call { return callPool.Get().(*call) }
+
+func putCall(c *call) {
+	clear(c.entries)
+	clear(c.req.Descriptors)
+	c.req = limiter.Request{Descriptors: c.req.Descriptors[:0]}
+	c.entries, c.over, c.statuses = c.entries[:0], c.over[:0], c.statuses[:0]
+	callPool.Put(c)
+}
+
+// convert validates in and fills c.req from it.
+func (lim Limits) convert(in *rlsv3.RateLimitRequest, c *call) error {
+	if in == nil || in.GetDomain() == "" {
+		return fmt.Errorf("%w: domain is empty", errInvalid)
+	}
+	if len(in.Domain) > lim.MaxValueBytes {
+		return fmt.Errorf("%w: domain is %d bytes, more than %d", errInvalid, len(in.Domain), lim.MaxValueBytes)
+	}
+	ds := in.GetDescriptors()
+	if len(ds) == 0 {
+		return fmt.Errorf("%w: no descriptors", errInvalid)
+	}
+	if len(ds) > lim.MaxDescriptors {
+		return fmt.Errorf("%w: %d descriptors, more than the limit of %d", errInvalid, len(ds), lim.MaxDescriptors)
+	}
+	total := 0
+	for i, d := range ds {
+		n := len(d.GetEntries())
+		if n == 0 {
+			return fmt.Errorf("%w: descriptors[%d] has no entries", errInvalid, i)
+		}
+		if n > lim.MaxEntries {
+			return fmt.Errorf("%w: descriptors[%d] has %d entries, more than the limit of %d", errInvalid, i, n, lim.MaxEntries)
+		}
+		total += n
+	}
+	c.req.Domain = in.Domain
+	c.req.HitsAddend = in.HitsAddend
+	if cap(c.entries) < total {
+		c.entries = make([]descriptors.Entry, 0, total)
+	}
+	if cap(c.req.Descriptors) < len(ds) {
+		c.req.Descriptors = make([]limiter.Descriptor, 0, len(ds))
+	}
+	if cap(c.over) < len(ds) {
+		c.over = make([]limiter.Override, 0, len(ds))
+	}
+	for i, d := range ds {
+		start := len(c.entries)
+		for j, e := range d.Entries {
+			if e.GetKey() == "" {
+				return fmt.Errorf("%w: descriptors[%d].entries[%d] has an empty key", errInvalid, i, j)
+			}
+			if len(e.Key) > lim.MaxValueBytes || len(e.Value) > lim.MaxValueBytes {
+				return fmt.Errorf("%w: descriptors[%d].entries[%d] (key %.64q) is longer than %d bytes", errInvalid, i, j, e.Key, lim.MaxValueBytes)
+			}
+			c.entries = append(c.entries, descriptors.Entry{Key: e.Key, Value: e.Value})
+		}
+		desc := limiter.Descriptor{Entries: c.entries[start:len(c.entries):len(c.entries)], Negative: d.IsNegativeHits}
+		if h := d.GetHitsAddend(); h != nil {
+			if h.Value > limiter.MaxHits {
+				return fmt.Errorf("%w: descriptors[%d].hits_addend %d is larger than %d", errInvalid, i, h.Value, limiter.MaxHits)
+			}
+			desc.HitsSet, desc.Hits = true, h.Value
+		}
+		if o := d.GetLimit(); o != nil {
+			ov, err := convertOverride(o)
+			if err != nil {
+				return fmt.Errorf("%w: descriptors[%d].limit: %v", errInvalid, i, err)
+			}
+			c.over = append(c.over, ov)
+			desc.Override = &c.over[len(c.over)-1]
+		}
+		c.req.Descriptors = append(c.req.Descriptors, desc)
+	}
+	return nil
+}
+
+func convertOverride(o *rlcommon.RateLimitDescriptor_RateLimitOverride) (limiter.Override, error) {
+	var u descriptors.Unit
+	switch o.Unit {
+	case typev3.RateLimitUnit_SECOND:
+		u = descriptors.Second
+	case typev3.RateLimitUnit_MINUTE:
+		u = descriptors.Minute
+	case typev3.RateLimitUnit_HOUR:
+		u = descriptors.Hour
+	case typev3.RateLimitUnit_DAY:
+		u = descriptors.Day
+	case typev3.RateLimitUnit_WEEK:
+		u = descriptors.Week
+	case typev3.RateLimitUnit_MONTH:
+		u = descriptors.Month
+	case typev3.RateLimitUnit_YEAR:
+		u = descriptors.Year
+	default:
+		return limiter.Override{}, fmt.Errorf("unit %s is not a rate-limit unit", o.Unit)
+	}
+	m := uint32(1)
+	if o.UnitMultiplier != nil {
+		m = o.UnitMultiplier.Value
+		if m == 0 {
+			return limiter.Override{}, fmt.Errorf("unit_multiplier is 0")
+		}
+	}
+	return limiter.Override{RequestsPerUnit: o.RequestsPerUnit, Unit: u, Multiplier: m}, nil
+}
+
+// response builds the RLS response from the statuses.
+func response(over bool, st []limiter.Status) *rlsv3.RateLimitResponse {
+	resp := &rlsv3.RateLimitResponse{
+		OverallCode: rlsv3.RateLimitResponse_OK,
+		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(st)),
+	}
+	if over {
+		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	// One backing array for every status keeps a response to a handful of
+	// allocations whatever the number of descriptors.
+	backing := make([]rlsv3.RateLimitResponse_DescriptorStatus, len(st))
+	for i := range st {
+		ds := &backing[i]
+		ds.Code = rlsv3.RateLimitResponse_OK
+		if st[i].Code == limiter.OverLimit {
+			ds.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+		}
+		ds.LimitRemaining = st[i].Remaining
+		if rl := st[i].Limit; rl != nil {
+			ds.CurrentLimit = currentLimit(rl)
+			ds.DurationUntilReset = durationpb.New(0)
+			ds.DurationUntilReset.Seconds = ceilSeconds(st[i].Reset)
+		}
+		resp.Statuses[i] = ds
+	}
+	return resp
+}
+
+func currentLimit(rl *descriptors.RateLimit) *rlsv3.RateLimitResponse_RateLimit {
+	cl := &rlsv3.RateLimitResponse_RateLimit{
+		Name:            rl.Name,
+		RequestsPerUnit: rl.RequestsPerUnit,
+		Unit:            rlsv3.RateLimitResponse_RateLimit_Unit(rl.Unit),
+	}
+	if rl.UnitMultiplier > 1 {
+		cl.UnitMultiplier = wrapperspb.UInt32(rl.UnitMultiplier)
+	}
+	return cl
+}
+
+// ceilSeconds rounds microseconds up to whole seconds, as the reference
+// service reports duration_until_reset.
+func ceilSeconds(us int64) int64 {
+	if us <= 0 {
+		return 0
+	}
+	s := (us + 999_999) / 1_000_000
+	if s > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return s
+}

@@ -1,0 +1,116 @@
+// Package server exposes a Limiter over Envoy's RateLimitService v3 gRPC
+// API, the standard gRPC health service, and the reference service's HTTP
+// endpoints (/healthcheck, /json, /rlconfig).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+)
+
+// ServiceName is the gRPC service name health reports on, besides "".
+const ServiceName = "envoy.service.ratelimit.v3.RateLimitService"
+
+// Options configure a Service. Limiter is required.
+type Options struct {
+	Limiter *limiter.Limiter
+	Logger  *zap.Logger // default: no logs
+	Limits  Limits
+}
+
+// Service implements RateLimitService v3 on a Limiter. It is safe for
+// concurrent use.
+type Service struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	lim    *limiter.Limiter
+	log    *zap.Logger
+	limits Limits
+	health *health.Server
+}
+
+var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
+
+// New returns a Service; its health starts NOT_SERVING until SetServing.
+func New(opts Options) (*Service, error) {
+	if opts.Limiter == nil {
+		return nil, errors.New("server: no limiter")
+	}
+	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer()}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	s.SetServing(false)
+	return s, nil
+}
+
+// Register adds the rate-limit and health services to g.
+func (s *Service) Register(g *grpc.Server) {
+	rlsv3.RegisterRateLimitServiceServer(g, s)
+	healthpb.RegisterHealthServer(g, s.health)
+}
+
+// SetServing sets the health of "" and ServiceName.
+func (s *Service) SetServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(ServiceName, st)
+}
+
+// Serving reports whether health is SERVING.
+func (s *Service) Serving() bool {
+	r, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+}
+
+// Shutdown turns health NOT_SERVING for good (used on SIGTERM).
+func (s *Service) Shutdown() { s.health.Shutdown() }
+
+// ShouldRateLimit implements RateLimitService: INVALID_ARGUMENT for a
+// malformed request, UNAVAILABLE when the store cannot decide.
+func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	c := getCall()
+	defer putCall(c)
+	if err := s.limits.convert(in, c); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	n := len(c.req.Descriptors)
+	if cap(c.statuses) < n {
+		c.statuses = make([]limiter.Status, n)
+	}
+	c.statuses = c.statuses[:n]
+	over, err := s.lim.ShouldRateLimit(ctx, &c.req, c.statuses)
+	if err != nil {
+		return nil, s.failure(ctx, in, err)
+	}
+	if ce := s.log.Check(zap.DebugLevel, "should rate limit"); ce != nil {
+		ce.Write(zap.String("domain", in.Domain), zap.Int("descriptors", n), zap.Bool("over_limit", over))
+	}
+	return response(over, c.statuses), nil
+}
+
+// failure maps a limiter error to a gRPC status.
+func (s *Service) failure(ctx context.Context, in *rlsv3.RateLimitRequest, err error) error {
+	if ctx.Err() != nil {
+		return status.Error(codes.Canceled, "server: request cancelled: "+ctx.Err().Error())
+	}
+	if errors.Is(err, limiter.ErrUnavailable) {
+		s.log.Warn("store unavailable", zap.String("domain", in.GetDomain()), zap.Error(err))
+		return status.Error(codes.Unavailable, fmt.Sprintf("rate-limit store unavailable: %v", err))
+	}
+	s.log.Error("rate limit failed", zap.String("domain", in.GetDomain()), zap.Error(err))
+	return status.Error(codes.Unavailable, fmt.Sprintf("rate limit failed: %v", err))
+}
