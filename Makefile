@@ -17,8 +17,12 @@ run:
 	$(GO) run ./cmd/envoy-rls serve --config examples/ratelimit.yaml --log-format console
 
 ## test: vet and the whole test suite with the race detector
-test: fmt-check vet
+test: fmt-check vet test-deps
 	$(GO) test -race -count=1 ./...
+
+## test-deps: install redis-server, redis-cli and memcached when missing (Debian)
+test-deps:
+	@scripts/test-deps.sh
 
 vet:
 	$(GO) vet ./...
