@@ -2,6 +2,7 @@
 //
 //	envoy-rls serve --config PATH [flags]   serve RateLimitService v3
 //	envoy-rls validate PATH...              check rule files
+//	envoy-rls healthcheck [--addr HOST:PORT] probe the gRPC health service
 //	envoy-rls version                       print the version
 package main
 
@@ -14,6 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/envoy-rls/envoy-rls/internal/app"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
@@ -30,6 +36,7 @@ func main() {
 const usage = `usage:
   envoy-rls serve --config PATH [flags]   serve the RateLimitService (see: envoy-rls serve -h)
   envoy-rls validate PATH...              check rule files or directories
+  envoy-rls healthcheck [--addr HOST:PORT] exit 0 when the gRPC health service says SERVING
   envoy-rls version                       print the version
 `
 
@@ -43,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "envoy-rls", version)
 		return 0
@@ -93,8 +102,42 @@ func validate(paths []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		for _, d := range cfg.Domains() {
-			fmt.Fprintf(stdout, "%s: domain %q: %d rules ok\n", p, d.Name, d.Rules())
+			fmt.Fprintf(stdout, "%s: domain %q: %d rules ok\n", p, d.Name, len(d.Rules()))
 		}
 	}
 	return code
+}
+
+// healthcheck probes the gRPC health service, for container health checks
+// in an image without a shell.
+func healthcheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8081", "gRPC address to probe")
+	service := fs.String("service", "", "service name to check (empty: the server as a whole)")
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: *service})
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, r.Status)
+	if r.Status != healthpb.HealthCheckResponse_SERVING {
+		return 1
+	}
+	return 0
 }

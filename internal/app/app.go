@@ -105,7 +105,10 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		}
 		errc <- nil
 	}()
-	svc.SetServing(true)
+	hctx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); watchHealth(hctx, svc, store, time.Second, log) }()
+	defer func() { stopHealth(); <-healthDone }()
 	log.Info("serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()), zap.String("store", s.Store))
 
 	var runErr error
@@ -115,6 +118,8 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		runErr = fmt.Errorf("app: server stopped: %w", runErr)
 	}
 	log.Info("shutting down")
+	stopHealth()
+	<-healthDone
 	svc.Shutdown()
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()

@@ -186,3 +186,19 @@ func (s *Store) record(probe, ok bool) {
 
 // Close closes the guarded store.
 func (s *Store) Close() error { return s.next.Close() }
+
+// Ping asks the guarded store whether its backend answers, when it can
+// tell (limiter.Pinger); a store that cannot tell is taken to answer. A
+// successful ping while the circuit is open closes it at once, so the
+// service recovers as soon as the backend is back.
+func (s *Store) Ping(ctx context.Context) error {
+	p, ok := s.next.(limiter.Pinger)
+	if !ok {
+		return nil
+	}
+	err := p.Ping(ctx)
+	if err == nil && s.State() != Closed {
+		s.record(false, true)
+	}
+	return err
+}

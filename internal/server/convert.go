@@ -129,23 +129,10 @@ func (lim Limits) convert(in *rlsv3.RateLimitRequest, c *call) error {
 }
 
 func convertOverride(o *rlcommon.RateLimitDescriptor_RateLimitOverride) (limiter.Override, error) {
-	var u descriptors.Unit
-	switch o.Unit {
-	case typev3.RateLimitUnit_SECOND:
-		u = descriptors.Second
-	case typev3.RateLimitUnit_MINUTE:
-		u = descriptors.Minute
-	case typev3.RateLimitUnit_HOUR:
-		u = descriptors.Hour
-	case typev3.RateLimitUnit_DAY:
-		u = descriptors.Day
-	case typev3.RateLimitUnit_WEEK:
-		u = descriptors.Week
-	case typev3.RateLimitUnit_MONTH:
-		u = descriptors.Month
-	case typev3.RateLimitUnit_YEAR:
-		u = descriptors.Year
-	default:
+	// envoy.type.v3.RateLimitUnit shares its numbers with our Unit (it has
+	// no WEEK).
+	u := descriptors.Unit(o.Unit)
+	if o.Unit == typev3.RateLimitUnit_UNKNOWN || !u.Valid() {
 		return limiter.Override{}, fmt.Errorf("unit %s is not a rate-limit unit", o.Unit)
 	}
 	m := uint32(1)

@@ -15,11 +15,14 @@ import (
 const maxJSONBody = 1 << 20
 
 // HTTPHandler returns the reference service's HTTP endpoints:
-// GET /healthcheck, POST /json and GET /rlconfig. extra, when not nil,
+// GET /healthcheck (readiness: 200 once rules are loaded and the store
+// answers), GET /livez (liveness: 200 while the process runs), POST /json
+// and GET /rlconfig. extra, when not nil,
 // receives every other path (metrics, for instance).
 func (s *Service) HTTPHandler(extra http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthcheck", s.handleHealth)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
 	mux.HandleFunc("POST /json", s.handleJSON)
 	mux.HandleFunc("GET /rlconfig", s.HandleRLConfig)
 	if extra != nil {

@@ -27,7 +27,22 @@ type Options struct {
 	Limiter *limiter.Limiter
 	Logger  *zap.Logger // default: no logs
 	Limits  Limits
+	// FailureMode decides the answer when the store cannot: "error" (the
+	// default: gRPC UNAVAILABLE, so Envoy's failure_mode_deny decides),
+	// "allow" (OK for every descriptor) or "deny" (OVER_LIMIT for every
+	// descriptor).
+	FailureMode string
+	// OnFailureMode, when set, is called with the mode each time allow or
+	// deny answers for a failed store.
+	OnFailureMode func(mode string)
 }
+
+// Failure modes.
+const (
+	FailError = "error"
+	FailAllow = "allow"
+	FailDeny  = "deny"
+)
 
 // Service implements RateLimitService v3 on a Limiter. It is safe for
 // concurrent use.
@@ -37,6 +52,8 @@ type Service struct {
 	log    *zap.Logger
 	limits Limits
 	health *health.Server
+	mode   string
+	onMode func(string)
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
@@ -46,7 +63,14 @@ func New(opts Options) (*Service, error) {
 	if opts.Limiter == nil {
 		return nil, errors.New("server: no limiter")
 	}
-	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer()}
+	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode}
+	switch s.mode {
+	case "":
+		s.mode = FailError
+	case FailError, FailAllow, FailDeny:
+	default:
+		return nil, fmt.Errorf("server: unknown failure mode %q", s.mode)
+	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -94,12 +118,33 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	c.statuses = c.statuses[:n]
 	over, err := s.lim.ShouldRateLimit(ctx, &c.req, c.statuses)
 	if err != nil {
+		if ctx.Err() == nil && s.mode != FailError {
+			s.log.Warn("store failed; answering per failure mode", zap.String("mode", s.mode), zap.String("domain", in.Domain), zap.Error(err))
+			if s.onMode != nil {
+				s.onMode(s.mode)
+			}
+			return failureResponse(n, s.mode == FailDeny), nil
+		}
 		return nil, s.failure(ctx, in, err)
 	}
 	if ce := s.log.Check(zap.DebugLevel, "should rate limit"); ce != nil {
 		ce.Write(zap.String("domain", in.Domain), zap.Int("descriptors", n), zap.Bool("over_limit", over))
 	}
 	return response(over, c.statuses), nil
+}
+
+// failureResponse answers every descriptor OK (allow) or OVER_LIMIT
+// (deny), without a limit.
+func failureResponse(n int, deny bool) *rlsv3.RateLimitResponse {
+	code := rlsv3.RateLimitResponse_OK
+	if deny {
+		code = rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	resp := &rlsv3.RateLimitResponse{OverallCode: code, Statuses: make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)}
+	for i := range resp.Statuses {
+		resp.Statuses[i] = &rlsv3.RateLimitResponse_DescriptorStatus{Code: code}
+	}
+	return resp
 }
 
 // failure maps a limiter error to a gRPC status.

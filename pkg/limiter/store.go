@@ -44,3 +44,9 @@ type Store interface {
 // ErrUnavailable is wrapped by Store errors caused by an unreachable,
 // failing or slow backend.
 var ErrUnavailable = errors.New("store unavailable")
+
+// Pinger is implemented by stores that can report whether their backend
+// answers; the service reports NOT_SERVING on health while it does not.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

@@ -1,6 +1,9 @@
 package strategies
 
-import "fmt"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // gcd returns the greatest common divisor of a and b (both > 0).
 func gcd(a, b int64) int64 {
@@ -66,4 +69,29 @@ func mulExact(a, b int64) int64 {
 		return -1
 	}
 	return a * b
+}
+
+// drain returns level (≥ 0, in hits scaled by RateDen) after elapsed
+// microseconds of draining rateNum per microsecond, never below zero. The
+// product elapsed·rateNum is taken in 128 bits, so no elapsed overflows;
+// a runtime without wide integers (Lua) gets the same result by draining
+// to zero when elapsed ≥ ⌈level/rateNum⌉, where the product stays below
+// level.
+func drain(level, elapsed, rateNum int64) int64 {
+	if level <= 0 {
+		return 0
+	}
+	if elapsed <= 0 || rateNum <= 0 {
+		return level
+	}
+	hi, lo := bits.Mul64(uint64(elapsed), uint64(rateNum))
+	if hi != 0 || lo >= uint64(level) {
+		return 0
+	}
+	return level - int64(lo)
+}
+
+// floorMod returns a mod b in [0, b) for any a and b > 0.
+func floorMod(a, b int64) int64 {
+	return a - floorDiv(a, b)*b
 }

@@ -1,0 +1,303 @@
+package telemetry
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
+)
+
+var ruleMetricNames = []string{
+	"envoy_rls_rule_hits_total",
+	"envoy_rls_rule_over_limit_total",
+	"envoy_rls_rule_near_limit_total",
+	"envoy_rls_rule_within_limit_total",
+	"envoy_rls_rule_shadow_mode_total",
+	"envoy_rls_rule_exempted_total",
+}
+
+func limitOf(requests int64) *descriptors.RateLimit {
+	return &descriptors.RateLimit{Limit: strategies.Limit{Requests: requests, Period: 60_000_000}}
+}
+
+func ruleWith(path string, rl *descriptors.RateLimit) *descriptors.Rule {
+	r := &descriptors.Rule{Key: "remote_address", Path: path, Limits: []*descriptors.RateLimit{rl}}
+	rl.Rule = r
+	return r
+}
+
+func request(domain string, values ...string) *limiter.Request {
+	req := &limiter.Request{Domain: domain}
+	for _, v := range values {
+		req.Descriptors = append(req.Descriptors, limiter.Descriptor{Entries: []descriptors.Entry{{Key: "remote_address", Value: v}}})
+	}
+	return req
+}
+
+func TestObserveStatusesCountsEachOutcome(t *testing.T) {
+	m := New(Options{})
+	rl := limitOf(10)
+	rule := ruleWith("edge.remote_address", rl)
+	shadowRule := ruleWith("edge.shadowed", limitOf(10))
+	shadowRule.ShadowMode = true
+	unlimited := &descriptors.RateLimit{Unlimited: true}
+	unlimitedRule := ruleWith("edge.internal", unlimited)
+	override := limitOf(5)
+
+	statuses := []limiter.Status{
+		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 5},                           // within
+		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 2},                           // within + near
+		{Code: limiter.OverLimit, Rule: rule, Limit: rl},                                  // over
+		{Code: limiter.OK, Rule: rule, Exempt: true},                                      // exempted
+		{Code: limiter.OK, Rule: shadowRule, Limit: shadowRule.Limits[0], Shadowed: true}, // over + shadow
+		{Code: limiter.OK, Rule: unlimitedRule, Unlimited: true, Remaining: 1<<32 - 1},    // within, never near
+		{Code: limiter.OK}, // unmatched: nothing
+		{Code: limiter.OK, Rule: rule, Replaced: true},    // replaced: nothing
+		{Code: limiter.OverLimit, Limit: override},        // override, over
+		{Code: limiter.OK, Limit: override, Remaining: 4}, // override, within
+	}
+	req := request("edge", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+	m.ObserveStatuses("edge", req, statuses)
+
+	want := `
+# HELP envoy_rls_rule_exempted_total Descriptors whose client value the rule exempts: no limit applied.
+# TYPE envoy_rls_rule_exempted_total counter
+envoy_rls_rule_exempted_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_exempted_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_exempted_total{domain="edge",rule="edge.remote_address",value=""} 1
+envoy_rls_rule_exempted_total{domain="edge",rule="edge.shadowed",value=""} 0
+# HELP envoy_rls_rule_hits_total Descriptors that matched the rule (or carried a limit override): over_limit + within_limit + exempted.
+# TYPE envoy_rls_rule_hits_total counter
+envoy_rls_rule_hits_total{domain="edge",rule="_override_",value=""} 2
+envoy_rls_rule_hits_total{domain="edge",rule="edge.internal",value=""} 1
+envoy_rls_rule_hits_total{domain="edge",rule="edge.remote_address",value=""} 4
+envoy_rls_rule_hits_total{domain="edge",rule="edge.shadowed",value=""} 1
+# HELP envoy_rls_rule_near_limit_total Allowed descriptors that left at most (1 - near-limit ratio) of the limit's capacity; a subset of within_limit.
+# TYPE envoy_rls_rule_near_limit_total counter
+envoy_rls_rule_near_limit_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.remote_address",value=""} 1
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.shadowed",value=""} 0
+# HELP envoy_rls_rule_over_limit_total Descriptors over the rule's limit, shadow-mode ones included.
+# TYPE envoy_rls_rule_over_limit_total counter
+envoy_rls_rule_over_limit_total{domain="edge",rule="_override_",value=""} 1
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.remote_address",value=""} 1
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.shadowed",value=""} 1
+# HELP envoy_rls_rule_shadow_mode_total Descriptors over the limit of a shadow-mode rule, answered OK; a subset of over_limit.
+# TYPE envoy_rls_rule_shadow_mode_total counter
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.remote_address",value=""} 0
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.shadowed",value=""} 1
+# HELP envoy_rls_rule_within_limit_total Descriptors within the rule's limit (unlimited rules included).
+# TYPE envoy_rls_rule_within_limit_total counter
+envoy_rls_rule_within_limit_total{domain="edge",rule="_override_",value=""} 1
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.internal",value=""} 1
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.remote_address",value=""} 2
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.shadowed",value=""} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), ruleMetricNames...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestObserveStatusesReplacedRuleWithAnotherLimitCounts(t *testing.T) {
+	m := New(Options{})
+	a, b := limitOf(10), limitOf(20)
+	rule := &descriptors.Rule{Path: "edge.k", Limits: []*descriptors.RateLimit{a, b}}
+	// One of the rule's two limits was replaced; the other decided.
+	m.ObserveStatuses("edge", request("edge", "x"), []limiter.Status{{Rule: rule, Limit: b, Remaining: 15, Replaced: true}})
+	if got := testutil.ToFloat64(m.rules.within.WithLabelValues("edge", "edge.k", "")); got != 1 {
+		t.Fatalf("within_limit = %v, want 1", got)
+	}
+}
+
+func TestNearLimitBoundary(t *testing.T) {
+	tests := []struct {
+		ratio     float64
+		requests  int64
+		burst     int64
+		remaining uint32
+		want      bool
+	}{
+		{0.8, 10, 0, 3, false},
+		{0.8, 10, 0, 2, true}, // 2/10 ≤ 0.2 exactly
+		{0.8, 10, 0, 0, true},
+		{0.7, 10, 0, 3, true}, // 3/10 ≤ 0.3 exactly, despite 1-0.7 < 0.3 in floating point
+		{0.7, 10, 0, 4, false},
+		{0.5, 3, 0, 1, true},
+		{0.5, 3, 0, 2, false},
+		{0.8, 10, 100, 20, true}, // capacity is the burst
+		{0.8, 10, 100, 21, false},
+		{1, 10, 0, 0, true},
+		{1, 10, 0, 1, false},
+		{0, 10, 0, 2, true},    // default ratio 0.8
+		{1.5, 10, 0, 3, false}, // default ratio 0.8
+		{0.8, 0, 0, 0, true},   // a zero limit has nothing left
+		{0.8, 1 << 62, 0, 1<<32 - 1, true},
+	}
+	for _, tt := range tests {
+		m := New(Options{NearLimitRatio: tt.ratio})
+		rl := &descriptors.RateLimit{Limit: strategies.Limit{Requests: tt.requests, Burst: tt.burst}}
+		if got := m.near(tt.remaining, rl); got != tt.want {
+			t.Errorf("ratio %v, limit %d burst %d, remaining %d: near = %v, want %v", tt.ratio, tt.requests, tt.burst, tt.remaining, got, tt.want)
+		}
+	}
+}
+
+func TestDetailedRuleLabelsValues(t *testing.T) {
+	m := New(Options{})
+	rl := limitOf(10)
+	rule := ruleWith("edge.remote_address", rl)
+	rule.DetailedMetric = true
+	parent := &descriptors.Rule{Key: "tenant", Path: "edge.tenant"}
+	child := &descriptors.Rule{Key: "path", Path: "edge.tenant.path", Parent: parent, Depth: 1, ValueToMetric: true, Limits: []*descriptors.RateLimit{rl}}
+
+	req := request("edge", "10.0.0.1", "10.0.0.2", "10.0.0.1")
+	req.Descriptors = append(req.Descriptors, limiter.Descriptor{Entries: []descriptors.Entry{{Key: "tenant", Value: "acme"}, {Key: "path", Value: "/api"}}})
+	m.ObserveStatuses("edge", req, []limiter.Status{
+		{Rule: rule, Limit: rl, Remaining: 9},
+		{Rule: rule, Limit: rl, Remaining: 9},
+		{Rule: rule, Limit: rl, Code: limiter.OverLimit},
+		{Rule: child, Limit: rl, Remaining: 9},
+	})
+	for _, tt := range []struct {
+		rule, value string
+		hits, over  float64
+	}{
+		{"edge.remote_address", "10.0.0.1", 2, 1},
+		{"edge.remote_address", "10.0.0.2", 1, 0},
+		{"edge.tenant.path", "acme|/api", 1, 0},
+	} {
+		if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", tt.rule, tt.value)); got != tt.hits {
+			t.Errorf("hits{%s,%s} = %v, want %v", tt.rule, tt.value, got, tt.hits)
+		}
+		if got := testutil.ToFloat64(m.rules.over.WithLabelValues("edge", tt.rule, tt.value)); got != tt.over {
+			t.Errorf("over{%s,%s} = %v, want %v", tt.rule, tt.value, got, tt.over)
+		}
+	}
+	if n := testutil.CollectAndCount(m.rules.hits); n != 3 {
+		t.Errorf("hits series = %d, want 3", n)
+	}
+}
+
+func TestInvalidUTF8ValueIsSanitised(t *testing.T) {
+	m := New(Options{})
+	rl := limitOf(10)
+	rule := ruleWith("edge.remote_address", rl)
+	rule.DetailedMetric = true
+	m.ObserveStatuses("edge", request("edge", "a\xffb"), []limiter.Status{{Rule: rule, Limit: rl, Remaining: 9}})
+	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "a\uFFFDb")); got != 1 {
+		t.Fatalf("hits = %v, want 1", got)
+	}
+}
+
+// TestCardinalityIsBounded feeds 100,000 distinct client values and
+// checks the number of series in the registry: one per rule for a plain
+// rule, MaxValueSeries + 1 for a detailed one.
+func TestCardinalityIsBounded(t *testing.T) {
+	const values = 100_000
+	const maxValues = 50
+	m := New(Options{MaxValueSeries: maxValues})
+	plainLimit, detailedLimit := limitOf(10), limitOf(10)
+	plain := ruleWith("edge.remote_address", plainLimit)
+	detailed := ruleWith("edge.user", detailedLimit)
+	detailed.DetailedMetric = true
+
+	req := request("edge", "", "")
+	st := make([]limiter.Status, 3)
+	for i := range values {
+		v := "10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+		req.Descriptors[0].Entries[0].Value = v
+		req.Descriptors[1].Entries[0].Value = v
+		st[0] = limiter.Status{Rule: plain, Limit: plainLimit, Remaining: 5}
+		st[1] = limiter.Status{Rule: detailed, Limit: detailedLimit, Remaining: 5}
+		st[2] = limiter.Status{} // unmatched
+		m.ObserveStatuses("edge", req, st[:2])
+		m.ObserveStatuses("edge", request("edge", v), st[2:])
+	}
+	for _, name := range ruleMetricNames {
+		n, err := testutil.GatherAndCount(m.Registry(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 1 + maxValues + 1; n != want {
+			t.Errorf("%s: %d series, want %d", name, n, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "")); got != values {
+		t.Errorf("plain hits = %v, want %d", got, values)
+	}
+	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.user", OtherValue)); got != values-maxValues {
+		t.Errorf("_other_ hits = %v, want %d", got, values-maxValues)
+	}
+}
+
+func TestReloadedRuleContinuesItsSeries(t *testing.T) {
+	m := New(Options{})
+	rl := limitOf(10)
+	old := ruleWith("edge.remote_address", rl)
+	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: old, Limit: rl, Remaining: 9}})
+	m.ConfigLoaded(1, testTime)
+	rl2 := limitOf(10)
+	fresh := ruleWith("edge.remote_address", rl2)
+	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: fresh, Limit: rl2, Remaining: 9}})
+	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "")); got != 2 {
+		t.Fatalf("hits = %v, want 2", got)
+	}
+	n := 0
+	m.rules.byRule.Range(func(k, _ any) bool {
+		if k.(*descriptors.Rule) == old {
+			t.Error("the old rule is still cached after ConfigLoaded")
+		}
+		n++
+		return true
+	})
+	if n != 1 {
+		t.Errorf("%d cached rules, want 1", n)
+	}
+}
+
+func BenchmarkObserveStatuses(b *testing.B) {
+	rl := limitOf(100)
+	plain := ruleWith("edge.remote_address", rl)
+	detailed := ruleWith("edge.user", limitOf(100))
+	detailed.DetailedMetric = true
+	cases := []struct {
+		name string
+		rule *descriptors.Rule
+		req  *limiter.Request
+	}{
+		{"plain", plain, request("edge", "10.0.0.1")},
+		{"detailed", detailed, request("edge", "10.0.0.1")},
+	}
+	for _, c := range cases {
+		st := []limiter.Status{{Rule: c.rule, Limit: c.rule.Limits[0], Remaining: 10}}
+		b.Run(c.name, func(b *testing.B) {
+			m := New(Options{})
+			m.ObserveStatuses("edge", c.req, st)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				m.ObserveStatuses("edge", c.req, st)
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			m := New(Options{})
+			m.ObserveStatuses("edge", c.req, st)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					m.ObserveStatuses("edge", c.req, st)
+				}
+			})
+		})
+	}
+}

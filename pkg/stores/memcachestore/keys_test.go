@@ -1,0 +1,97 @@
+package memcachestore
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestMemcacheKeyKeepsPlainKeys(t *testing.T) {
+	for _, k := range []string{
+		"envoy-rls:uid:10.0.0.1:fixed_window",
+		"a",
+		strings.Repeat("x", maxKeyLen),
+	} {
+		if got := memcacheKey(k); got != k {
+			t.Errorf("memcacheKey(%q) = %q, want it unchanged", k, got)
+		}
+	}
+}
+
+func TestMemcacheKeyHashesIllegalKeys(t *testing.T) {
+	keys := []string{
+		"",
+		strings.Repeat("x", maxKeyLen+1),
+		strings.Repeat("y", 1000),
+		"has space",
+		"has\nnewline",
+		"has\x00nul",
+		"has\x7fdel",
+		"has\ttab",
+		"héllo",
+		"tilde~in~key",
+		"has_space", // the readable prefix of "has space": must not collide
+	}
+	seen := map[string]string{}
+	for _, k := range keys {
+		m := memcacheKey(k)
+		if len(m) > maxKeyLen {
+			t.Errorf("memcacheKey(%.20q…) has %d bytes, want at most %d", k, len(m), maxKeyLen)
+		}
+		for i := 0; i < len(m); i++ {
+			if m[i] <= ' ' || m[i] >= 0x7f {
+				t.Errorf("memcacheKey(%.20q…) = %q holds byte %#x", k, m, m[i])
+			}
+		}
+		if plainKey(k) == strings.Contains(m, string(hashMarker)) {
+			t.Errorf("memcacheKey(%.20q…) = %q: kept keys must lack %q and hashed ones have it", k, m, hashMarker)
+		}
+		if prev, dup := seen[m]; dup {
+			t.Errorf("memcacheKey(%q) = memcacheKey(%q) = %q", k, prev, m)
+		}
+		seen[m] = k
+		if again := memcacheKey(k); again != m {
+			t.Errorf("memcacheKey(%q) is not deterministic: %q then %q", k, m, again)
+		}
+	}
+	if m := memcacheKey("has space"); !strings.HasPrefix(m, "has_space~") {
+		t.Errorf("memcacheKey(%q) = %q, want the readable prefix has_space~", "has space", m)
+	}
+}
+
+func TestExpiration(t *testing.T) {
+	const (
+		sec  = int64(1_000_000)
+		now  = 1_700_000_000 * sec // 2023-11-14
+		days = 24 * 3600 * sec
+	)
+	cases := []struct {
+		name    string
+		now     int64
+		ttl     int64
+		wantExp int32
+		wantDel bool
+	}{
+		{"zero deletes", now, 0, 0, true},
+		{"negative deletes", now, -5, 0, true},
+		{"1µs rounds up", now, 1, 1, false},
+		{"whole second", now, sec, 1, false},
+		{"just over a second", now, sec + 1, 2, false},
+		{"30 days is relative", now, 30 * days, 2_592_000, false},
+		{"30 days + 1µs is absolute", now, 30*days + 1, 1_700_000_000 + 2_592_001, false},
+		{"90 days absolute", now, 90 * days, 1_700_000_000 + 90*86400, false},
+		{"now rounds up", now + 1, 90 * days, 1_700_000_001 + 90*86400, false},
+		{"beyond 2038 never expires", now, 20 * 365 * days, 0, false},
+		{"absolute from the epoch", 0, 31 * days, 31 * 86400, false},
+		{"negative now never expires", -sec, 31 * days, 0, false},
+	}
+	for _, c := range cases {
+		exp, del := expiration(c.now, c.ttl)
+		if exp != c.wantExp || del != c.wantDel {
+			t.Errorf("%s: expiration(%d, %d) = %d, %v; want %d, %v", c.name, c.now, c.ttl, exp, del, c.wantExp, c.wantDel)
+		}
+	}
+	if exp, _ := expiration(now, math.MaxInt64); exp != 0 {
+		t.Errorf("expiration of the largest TTL = %d, want 0 (never)", exp)
+	}
+}

@@ -1,0 +1,224 @@
+// Package memcachestore is a limiter.Store backed by one or more memcached
+// servers (github.com/bradfitz/gomemcache).
+//
+// Memcached runs no scripts, so the store runs the Go step function of
+// each strategy itself, in an optimistic loop: it reads the states of all
+// keys of a request with one multi-get, steps them, applies the
+// all-or-nothing rule of limiter.Store, and writes the changed states back
+// with compare-and-swap (add for a missing key). A write that loses a race
+// re-reads and re-steps its key; the number of retries is bounded, and
+// running out of them is an error, never an allow.
+//
+// Keys are spread over the servers by client-side hashing (CRC-32 of the
+// key modulo the number of servers, as gomemcache's ServerList does), so
+// every replica of envoy-rls must list the same servers in the same order.
+package memcachestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout      = 10 * time.Millisecond
+	DefaultMaxIdleConns = 64
+	DefaultMaxRetries   = 16
+)
+
+// ErrClosed is wrapped by the error of Apply and Ping after Close.
+var ErrClosed = errors.New("memcachestore: store closed")
+
+// ErrContention is wrapped (together with limiter.ErrUnavailable) by the
+// error of an Apply that lost more compare-and-swap races on one key than
+// Options.MaxRetries allows.
+var ErrContention = errors.New("memcachestore: too many compare-and-swap conflicts")
+
+// Options configure a Store. Servers is required; every other zero field
+// takes its default.
+type Options struct {
+	// Servers are memcached addresses, "host:port" (TCP) or a path
+	// containing '/' (a Unix socket). Host names are resolved at each dial,
+	// not by New. Keys are hashed across the servers, so all replicas must
+	// use the same list in the same order.
+	Servers []string
+	// Timeout bounds one Apply (default DefaultTimeout, 10 ms, half of
+	// Envoy's 20 ms rate-limit filter timeout). No round trip starts after
+	// it has passed, and every socket read, write and dial has a deadline
+	// of Timeout/2, so an Apply returns within about 1.5 × Timeout even
+	// when a server hangs. The ctx passed to Apply can shorten it.
+	Timeout time.Duration
+	// MaxIdleConns is the number of idle connections kept per server
+	// (default DefaultMaxIdleConns). Set it above the peak number of
+	// concurrent Apply calls, or connections are closed and dialled again.
+	MaxIdleConns int
+	// MaxRetries is how many times one Apply may re-read and re-step a key
+	// after losing a compare-and-swap race on it (default
+	// DefaultMaxRetries). Beyond it Apply fails with ErrContention.
+	MaxRetries int
+}
+
+// Store is a limiter.Store on memcached. It is safe for concurrent use.
+// Create it with New; the zero value is not usable.
+type Store struct {
+	mc         *memcache.Client
+	timeout    time.Duration
+	maxRetries int
+	closed     atomic.Bool
+	pool       sync.Pool // *applier
+}
+
+var _ limiter.Store = (*Store)(nil)
+
+// New returns a Store for opts. It does not contact the servers, so it
+// succeeds while they are down; use Ping to check them.
+func New(opts Options) (*Store, error) {
+	if len(opts.Servers) == 0 {
+		return nil, errors.New("memcachestore: no servers")
+	}
+	sel := &serverSelector{addrs: make([]net.Addr, len(opts.Servers))}
+	var errs []error
+	for i, s := range opts.Servers {
+		a, err := parseServer(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		sel.addrs[i] = a
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if opts.Timeout < 0 || opts.MaxIdleConns < 0 || opts.MaxRetries < 0 {
+		return nil, errors.New("memcachestore: Timeout, MaxIdleConns and MaxRetries must not be negative")
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxIdleConns == 0 {
+		opts.MaxIdleConns = DefaultMaxIdleConns
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = DefaultMaxRetries
+	}
+	mc := memcache.NewFromSelector(sel)
+	mc.Timeout = max(opts.Timeout/2, time.Millisecond)
+	mc.MaxIdleConns = opts.MaxIdleConns
+	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries}
+	s.pool.New = func() any { return new(applier) }
+	return s, nil
+}
+
+// Apply implements limiter.Store; see the package documentation for how.
+//
+// When a write loses a race and the re-stepped key now denies the
+// request, the ops of this request already written to other keys are
+// refunded (each in its own compare-and-swap loop) and the denial is
+// reported. Between that write and its refund, other requests may see
+// the consumed quota and be denied; they are never over-admitted. An
+// error after some keys were written also refunds them, as far as the
+// servers can still be reached; what cannot be refunded stays consumed
+// (the store errs on the side of denying).
+func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
+	if len(out) != len(ops) {
+		return fmt.Errorf("memcachestore: %d decisions for %d ops", len(out), len(ops))
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	a := s.pool.Get().(*applier)
+	a.reset(s, ctx, now, ops, out)
+	err := a.run()
+	a.release()
+	s.pool.Put(a)
+	return err
+}
+
+// Ping checks that every server answers, within Timeout and ctx.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memcachestore: ping: %w: %w", limiter.ErrUnavailable, err)
+	}
+	if err := s.mc.Ping(); err != nil {
+		return fmt.Errorf("memcachestore: ping: %w: %w", limiter.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the idle connections. Apply and Ping fail with ErrClosed
+// afterwards; calls already running finish. Close is idempotent.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	if err := s.mc.Close(); err != nil {
+		return fmt.Errorf("memcachestore: close: %w", err)
+	}
+	return nil
+}
+
+// serverSelector picks a server by the CRC-32 of the key, like
+// memcache.ServerList, but keeps addresses unresolved so that New works
+// before DNS knows the servers and a dial follows DNS changes.
+type serverSelector struct {
+	addrs []net.Addr
+}
+
+func (ss *serverSelector) PickServer(key string) (net.Addr, error) {
+	switch len(ss.addrs) {
+	case 0:
+		return nil, memcache.ErrNoServers
+	case 1:
+		return ss.addrs[0], nil
+	}
+	return ss.addrs[crc32.ChecksumIEEE([]byte(key))%uint32(len(ss.addrs))], nil
+}
+
+func (ss *serverSelector) Each(f func(net.Addr) error) error {
+	for _, a := range ss.addrs {
+		if err := f(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lazyAddr is a server address resolved by the dialer, not by New.
+type lazyAddr struct{ network, addr string }
+
+func (a lazyAddr) Network() string { return a.network }
+func (a lazyAddr) String() string  { return a.addr }
+
+// parseServer checks one Options.Servers entry.
+func parseServer(s string) (net.Addr, error) {
+	if strings.Contains(s, "/") {
+		return lazyAddr{network: "unix", addr: s}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("memcachestore: server %q: %w", s, err)
+	}
+	if host == "" || port == "" {
+		return nil, fmt.Errorf("memcachestore: server %q: want host:port", s)
+	}
+	return lazyAddr{network: "tcp", addr: s}, nil
+}

@@ -1,0 +1,401 @@
+// Package memory is an in-process limiter.Store: a sharded map from key to
+// strategy state, for a single envoy-rls instance or for tests.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxKeys       = 1_000_000
+	DefaultShards        = 64
+	DefaultSweepInterval = time.Second
+)
+
+// evictionSample is how many entries a full shard looks at to find one to
+// drop.
+const evictionSample = 8
+
+// ErrClosed is wrapped by the error Apply returns after Close; that error
+// also wraps limiter.ErrUnavailable.
+var ErrClosed = errors.New("memory: store closed")
+
+var _ limiter.Store = (*Store)(nil)
+
+// Options configure a Store. The zero value means all defaults.
+type Options struct {
+	// MaxKeys bounds the keys held (default DefaultMaxKeys). Each shard
+	// holds at most MaxKeys/Shards (at least 1); when a shard is full, an
+	// insert first drops expired entries among a sample of the shard, else
+	// evicts the sampled entry that expires first. An evicted key starts
+	// fresh.
+	MaxKeys int
+	// Shards is the number of independently locked maps, rounded up to a
+	// power of two (default DefaultShards).
+	Shards int
+	// SweepInterval is how often the background sweeper removes expired
+	// entries (default DefaultSweepInterval).
+	SweepInterval time.Duration
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	// Keys is the number of keys held, expired or not.
+	Keys int64
+	// Evictions counts live entries dropped because their shard was full.
+	Evictions int64
+}
+
+// Store is a limiter.Store held in process memory. It keeps the three
+// words of fixed-size states inline in its map entries (about 110 bytes
+// per key at worst with a 24-byte key, see TestBytesPerKey) and log
+// states in a second map. An entry expires at now + Decision.TTL of the request that
+// wrote it; an expired entry reads as the zero State, and a background
+// sweeper removes expired entries every SweepInterval, using the largest
+// now any Apply has seen as its clock (never the wall clock).
+//
+// Create a Store with New; the zero value is not usable. A Store is safe
+// for concurrent use. Close stops the sweeper; Apply then fails.
+type Store struct {
+	shards   []shard
+	mask     uint64
+	perShard int
+	seed     maphash.Seed
+
+	maxNow    atomic.Int64
+	keys      atomic.Int64
+	evictions atomic.Int64
+	closed    atomic.Bool
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// shard is one locked map, padded to its own cache lines. logs holds the
+// Log of the keys of m whose state has one, out of line so that the
+// entries of fixed-size strategies stay at four words.
+type shard struct {
+	mu   sync.Mutex
+	m    map[string]entry
+	logs map[string][]strategies.Entry
+	_    [40]byte
+}
+
+// entry is the stored form of a strategies.State's fixed words and its
+// expiry.
+type entry struct {
+	a, b, c int64
+	exp     int64 // expires when now ≥ exp
+}
+
+// New returns a Store with its sweeper running; Close it when done.
+func New(opts Options) *Store {
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultMaxKeys
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = DefaultShards
+	}
+	n := 1 << bits.Len(uint(opts.Shards-1))
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	s := &Store{
+		shards:   make([]shard, n),
+		mask:     uint64(n - 1),
+		perShard: max(opts.MaxKeys/n, 1),
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]entry)
+		s.shards[i].logs = make(map[string][]strategies.Entry)
+	}
+	go s.sweeper(opts.SweepInterval)
+	return s
+}
+
+// Stats returns the current counters.
+func (s *Store) Stats() Stats {
+	return Stats{Keys: s.keys.Load(), Evictions: s.evictions.Load()}
+}
+
+// Close stops the sweeper and waits for it to return. Later calls to
+// Apply fail with ErrClosed; Close itself may be called more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.done
+	})
+	return nil
+}
+
+func (s *Store) sweeper(every time.Duration) {
+	defer close(s.done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Sweep removes every entry expired at the largest now Apply has seen.
+// The sweeper calls it periodically; it is exported for tests and for
+// callers that want memory back at once.
+func (s *Store) Sweep() {
+	now := s.maxNow.Load()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if e.exp <= now {
+				sh.delete(k)
+				s.keys.Add(-1)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// staged is the working copy of one key within an Apply call.
+type staged struct {
+	shard   uint32
+	read    bool // orig holds the stored state
+	dirty   bool // cur must be written back
+	orig    strategies.State
+	origExp int64
+	cur     strategies.State
+	exp     int64
+}
+
+// Apply implements limiter.Store: it locks the shards of all keys of the
+// call in ascending order, steps every op on staged copies (ops on one key
+// in order), applies the all-or-nothing rule and writes the states back.
+func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	if len(out) != len(ops) {
+		return fmt.Errorf("memory: %d ops but room for %d decisions", len(ops), len(out))
+	}
+	for i := range ops {
+		if ops[i].Strategy == nil {
+			return fmt.Errorf("memory: op %d (key %q) has no strategy", i, ops[i].Key)
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	for m := s.maxNow.Load(); now > m && !s.maxNow.CompareAndSwap(m, now); m = s.maxNow.Load() {
+	}
+
+	// owner[i] is the index in keys of op i's key.
+	var ownerBuf [8]int
+	var keysBuf [8]staged
+	var lockBuf [8]uint32
+	owner, keys, locks := ownerBuf[:0], keysBuf[:0], lockBuf[:0]
+	if len(ops) > len(ownerBuf) {
+		owner, keys, locks = make([]int, 0, len(ops)), make([]staged, 0, len(ops)), make([]uint32, 0, len(ops))
+	}
+	var index map[string]int // only for calls with many ops
+	if len(ops) > 16 {
+		index = make(map[string]int, len(ops))
+	}
+	for i := range ops {
+		k := -1
+		if index != nil {
+			if j, ok := index[ops[i].Key]; ok {
+				k = j
+			}
+		} else {
+			for j := range i {
+				if ops[j].Key == ops[i].Key {
+					k = owner[j]
+					break
+				}
+			}
+		}
+		if k < 0 {
+			k = len(keys)
+			sh := uint32(maphash.String(s.seed, ops[i].Key) & s.mask)
+			keys = append(keys, staged{shard: sh})
+			locks = insertSorted(locks, sh)
+			if index != nil {
+				index[ops[i].Key] = k
+			}
+		}
+		owner = append(owner, k)
+	}
+
+	for _, sh := range locks {
+		s.shards[sh].mu.Lock()
+	}
+	defer func() {
+		for _, sh := range locks {
+			s.shards[sh].mu.Unlock()
+		}
+	}()
+
+	// Read every key once.
+	for i := range ops {
+		st := &keys[owner[i]]
+		if st.read {
+			continue
+		}
+		st.read = true
+		if e, ok := s.shards[st.shard].m[ops[i].Key]; ok && e.exp > now {
+			st.orig, st.origExp = e.state(), e.exp
+			if len(s.shards[st.shard].logs) > 0 {
+				st.orig.Log = s.shards[st.shard].logs[ops[i].Key]
+			}
+		}
+		st.cur, st.exp = st.orig, st.origExp
+	}
+
+	// Pass 1: every op in order on the staged states.
+	veto := false
+	for i := range ops {
+		op := &ops[i]
+		st := &keys[owner[i]]
+		next, d := op.Strategy.Step(st.cur, now, op.Limit, op.Hits)
+		st.cur, st.exp, st.dirty = next, now+d.TTL, true
+		out[i] = d
+		if op.Hits > 0 && !d.Allowed && !op.Independent {
+			veto = true
+		}
+	}
+
+	// Pass 2 (all or nothing): nothing with Hits > 0 consumes. Refused
+	// ops keep their refusal; admitted ones report a check; refunds and
+	// checks apply as usual.
+	if veto {
+		for k := range keys {
+			keys[k].cur, keys[k].exp, keys[k].dirty = keys[k].orig, keys[k].origExp, false
+		}
+		for i := range ops {
+			op := &ops[i]
+			st := &keys[owner[i]]
+			switch {
+			case op.Hits > 0 && !out[i].Allowed:
+			case op.Hits > 0:
+				_, out[i] = op.Strategy.Step(st.cur, now, op.Limit, 0)
+			default:
+				next, d := op.Strategy.Step(st.cur, now, op.Limit, op.Hits)
+				st.cur, st.exp, st.dirty = next, now+d.TTL, true
+				out[i] = d
+			}
+		}
+	}
+
+	// Write back, each key once (at the first op that names it).
+	for i := range ops {
+		k := owner[i]
+		st := &keys[k]
+		if !st.dirty {
+			continue
+		}
+		st.dirty = false
+		s.write(&s.shards[st.shard], ops[i].Key, st, now)
+	}
+	return nil
+}
+
+// write stores st under key in sh, whose lock is held.
+func (s *Store) write(sh *shard, key string, st *staged, now int64) {
+	_, had := sh.m[key]
+	if st.exp <= now {
+		if had {
+			sh.delete(key)
+			s.keys.Add(-1)
+		}
+		return
+	}
+	if !had {
+		if len(sh.m) >= s.perShard {
+			s.makeRoom(sh, now)
+		}
+		s.keys.Add(1)
+	}
+	sh.m[key] = entry{a: st.cur.A, b: st.cur.B, c: st.cur.C, exp: st.exp}
+	if len(st.cur.Log) > 0 {
+		sh.logs[key] = st.cur.Log
+	} else if len(sh.logs) > 0 {
+		delete(sh.logs, key)
+	}
+}
+
+// delete removes key from sh, whose lock is held.
+func (sh *shard) delete(key string) {
+	delete(sh.m, key)
+	if len(sh.logs) > 0 {
+		delete(sh.logs, key)
+	}
+}
+
+// makeRoom frees at least one slot of the full shard sh: it drops the
+// expired entries among a sample, else evicts the sampled entry that
+// expires first.
+func (s *Store) makeRoom(sh *shard, now int64) {
+	now = max(now, s.maxNow.Load())
+	var victim string
+	victimExp, seen, dropped := int64(0), 0, 0
+	for k, e := range sh.m {
+		if e.exp <= now {
+			sh.delete(k)
+			dropped++
+		} else if seen == 0 || e.exp < victimExp {
+			victim, victimExp = k, e.exp
+		}
+		seen++
+		if seen == evictionSample {
+			break
+		}
+	}
+	if dropped == 0 && seen > 0 {
+		sh.delete(victim)
+		dropped++
+		s.evictions.Add(1)
+	}
+	s.keys.Add(int64(-dropped))
+}
+
+func (e entry) state() strategies.State {
+	return strategies.State{A: e.a, B: e.b, C: e.c}
+}
+
+// insertSorted adds v to the ascending set xs unless it is there.
+func insertSorted(xs []uint32, v uint32) []uint32 {
+	i := len(xs)
+	for i > 0 && xs[i-1] > v {
+		i--
+	}
+	if i > 0 && xs[i-1] == v {
+		return xs
+	}
+	xs = append(xs, 0)
+	copy(xs[i+1:], xs[i:])
+	xs[i] = v
+	return xs
+}
