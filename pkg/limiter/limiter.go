@@ -66,7 +66,9 @@ type Status struct {
 	Rule *descriptors.Rule
 	// Remaining, Reset and RetryAfter come from the strategy's decision
 	// (Reset and RetryAfter in microseconds). Remaining is MaxUint32 for
-	// an unlimited rule.
+	// an unlimited rule and 0 for a denial, as the reference service
+	// reports it, except when the hits exceed what the limit can ever
+	// admit (Exceeds): then it is what remains.
 	Remaining  uint32
 	Reset      int64
 	RetryAfter int64
@@ -252,18 +254,26 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 }
 
 // mergeDecision folds one limit's decision into the descriptor's status,
-// keeping the tightest: a denial beats an allowance, and among equals the
-// smaller remaining wins.
+// keeping the tightest: a denial beats an allowance; among allowances the
+// smaller remaining wins, among denials the longer retry-after.
 func mergeDecision(st *Status, rl *descriptors.RateLimit, d *strategies.Decision) {
+	denied := !d.Allowed
 	rem := uint32(math.MaxUint32)
-	if d.Remaining < math.MaxUint32 {
+	switch {
+	case denied && !d.Exceeds:
+		rem = 0 // as the reference reports an over-limit status
+	case d.Remaining < math.MaxUint32:
 		rem = uint32(d.Remaining)
 	}
-	denied := !d.Allowed
 	if st.Limit != nil {
 		wasDenied := st.Code == OverLimit
-		if wasDenied && !denied || denied == wasDenied && rem >= st.Remaining {
+		switch {
+		case wasDenied && !denied:
 			return
+		case !wasDenied && !denied && rem >= st.Remaining:
+			return
+		case wasDenied && denied && (st.Exceeds || !d.Exceeds && d.RetryAfter <= st.RetryAfter):
+			return // keep the denial that lasts longest (never-admissible first)
 		}
 	}
 	st.Limit = rl
