@@ -35,6 +35,15 @@ type Options struct {
 	// OnFailureMode, when set, is called with the mode each time allow or
 	// deny answers for a failed store.
 	OnFailureMode func(mode string)
+	// Headers adds RateLimit-* and Retry-After response headers.
+	Headers Headers
+	// OverLimitBody, when not empty, is the raw_body of OVER_LIMIT
+	// responses (the body Envoy sends with its 429).
+	OverLimitBody []byte
+	// RequestMetadata adds the request's domain and descriptors to the
+	// response's dynamic_metadata, as the reference service's
+	// RESPONSE_DYNAMIC_METADATA does.
+	RequestMetadata bool
 }
 
 // Failure modes.
@@ -54,6 +63,10 @@ type Service struct {
 	health *health.Server
 	mode   string
 	onMode func(string)
+
+	headers         Headers
+	overBody        []byte
+	requestMetadata bool
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
@@ -63,7 +76,8 @@ func New(opts Options) (*Service, error) {
 	if opts.Limiter == nil {
 		return nil, errors.New("server: no limiter")
 	}
-	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode}
+	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode,
+		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata}
 	switch s.mode {
 	case "":
 		s.mode = FailError
@@ -130,7 +144,9 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	if ce := s.log.Check(zap.DebugLevel, "should rate limit"); ce != nil {
 		ce.Write(zap.String("domain", in.Domain), zap.Int("descriptors", n), zap.Bool("over_limit", over))
 	}
-	return response(over, c.statuses), nil
+	resp := response(over, c.statuses)
+	s.decorate(resp, &c.req, c.statuses)
+	return resp, nil
 }
 
 // failureResponse answers every descriptor OK (allow) or OVER_LIMIT

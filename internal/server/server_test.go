@@ -44,7 +44,18 @@ func (deadStore) Close() error { return nil }
 // serve starts a Service over real gRPC on loopback and returns a client.
 func serve(t *testing.T, store limiter.Store, opts Options) (rlsv3.RateLimitServiceClient, *Service, *grpc.ClientConn) {
 	t.Helper()
-	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(rules)})
+	return serveWith(t, rules, store, opts)
+}
+
+// serveRules serves the given rules on a memory store.
+func serveRules(t *testing.T, yaml string, opts Options) (rlsv3.RateLimitServiceClient, *Service, *grpc.ClientConn) {
+	t.Helper()
+	return serveWith(t, yaml, memStore(t), opts)
+}
+
+func serveWith(t *testing.T, yaml string, store limiter.Store, opts Options) (rlsv3.RateLimitServiceClient, *Service, *grpc.ClientConn) {
+	t.Helper()
+	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(yaml)})
 	if err != nil {
 		t.Fatal(err)
 	}

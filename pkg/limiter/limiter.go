@@ -84,6 +84,10 @@ type Status struct {
 	Replaced bool
 	// Exceeds reports hits larger than the limit can ever admit.
 	Exceeds bool
+	// QuotaMode reports that the matched rule is in quota mode: its
+	// status tells whether the quota is spent, but it denies the request
+	// only when every quota-mode descriptor of the request is over.
+	QuotaMode bool
 }
 
 // Options configure a Limiter. Store is required.
@@ -217,7 +221,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 				out[i].Unlimited = true
 				continue
 			}
-			l.addOp(s, i, rl, rule, d.Entries, hits, rule.ShadowMode || l.shadow)
+			l.addOp(s, i, rl, rule, d.Entries, hits, rule.ShadowMode || rule.QuotaMode || l.shadow)
 		}
 	}
 	if replaces {
@@ -233,18 +237,29 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 		mergeDecision(&out[s.refs[j].desc], s.refs[j].limit, &s.dec[j])
 	}
 	over := false
+	quota, quotaOver := 0, 0
 	for i := range out {
 		st := &out[i]
 		if st.Unlimited && st.Limit == nil {
 			st.Remaining = math.MaxUint32
 		}
+		if st.Rule != nil && st.Rule.QuotaMode && st.Limit != nil {
+			st.QuotaMode = true
+			quota++
+		}
 		if st.Code != OverLimit {
 			continue
 		}
-		if st.Rule != nil && st.Rule.ShadowMode {
+		switch {
+		case st.Rule != nil && st.Rule.ShadowMode:
 			st.Code, st.Shadowed = OK, true
-			continue
+		case st.QuotaMode:
+			quotaOver++ // reported, but denies only when every quota is spent
+		default:
+			over = true
 		}
+	}
+	if quota > 0 && quotaOver == quota {
 		over = true
 	}
 	if l.shadow {
