@@ -4,6 +4,18 @@
 // the immutable match tree the limiter walks for every request
 // descriptor.
 //
+// Each config file holds a domain and its descriptors, as in the
+// reference service. envoy-rls adds, inside rate_limit: rate ("100/min",
+// see ParseRate) instead of unit and requests_per_unit; strategy (one of
+// strategies.Names(), default strategies.Default); burst and max_debt
+// (integers ≥ 0, passed to the strategy's Limit). A descriptor may carry
+// rate_limits, a list of rate_limit maps, instead of rate_limit, and
+// exempt, a list of exact values, '*' patterns and CIDR blocks whose
+// requests skip the limits. burst or max_debt on a strategy that ignores
+// them is an error, not a warning: a setting that silently does nothing
+// is a misconfiguration. Every problem of every file is reported at once
+// (see Error).
+//
 // A Config is built once by Load or Parse and never changes afterwards;
 // every type reachable from it is safe for concurrent use, and callers
 // must not modify the exported fields they read.

@@ -406,3 +406,25 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestMatchConcurrent runs Match from several goroutines (meaningful
+// under -race).
+func TestMatchConcurrent(t *testing.T) {
+	d := mustParse(t, map[string]string{"edge.yaml": edgeYAML}).Domain("edge")
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			ok := true
+			for i := 0; i < 1000; i++ {
+				r, ex := d.Match(kv("remote_address", "10.0.0.1", "path", "/api/v1/users"))
+				ok = ok && r != nil && ex && r.Limits[0].RequestsPerUnit == 5
+			}
+			done <- ok
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if !<-done {
+			t.Error("concurrent Match gave a wrong answer")
+		}
+	}
+}

@@ -55,10 +55,9 @@ func OverrideLimit(d *Domain, entries []Entry, requestsPerUnit uint32, unit Unit
 	for _, e := range entries {
 		b = AppendComponent(b, e.Key)
 	}
-	var num [24]byte
-	b = AppendComponent(b, string(strconv.AppendUint(num[:0], uint64(requestsPerUnit), 10)))
+	b = appendUintComponent(b, uint64(requestsPerUnit))
 	b = AppendComponent(b, unit.String())
-	b = AppendComponent(b, string(strconv.AppendUint(num[:0], uint64(multiplier), 10)))
+	b = appendUintComponent(b, uint64(multiplier))
 	b = AppendComponent(b, strat.Name())
 	return &RateLimit{
 		Unit:            unit,
@@ -68,4 +67,15 @@ func OverrideLimit(d *Domain, entries []Entry, requestsPerUnit uint32, unit Unit
 		Limit:           lim,
 		UID:             string(b),
 	}, nil
+}
+
+// appendUintComponent appends the decimal text of v as one component,
+// as AppendComponent(dst, strconv.FormatUint(v, 10)) would, without
+// allocating.
+func appendUintComponent(dst []byte, v uint64) []byte {
+	var num [20]byte
+	digits := strconv.AppendUint(num[:0], v, 10)
+	dst = strconv.AppendInt(dst, int64(len(digits)), 10)
+	dst = append(dst, ':')
+	return append(dst, digits...)
 }
