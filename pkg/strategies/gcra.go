@@ -15,8 +15,8 @@ package strategies
 // RateDen (a backlog of one hit is RateDen and lasts T; it drains RateNum
 // per microsecond), so that A = (TAT − B)·RateNum and B is the time in
 // microseconds the backlog was computed at. The zero State is a key with
-// TAT in the past, and such a key is stored as the zero State. The zero GCRA is ready to use and safe for concurrent
-// use.
+// TAT in the past, and such a key is stored as the zero State. The zero
+// GCRA is ready to use and safe for concurrent use.
 type GCRA struct{}
 
 func init() { register(GCRA{}) }
@@ -24,8 +24,9 @@ func init() { register(GCRA{}) }
 // Name returns "gcra".
 func (GCRA) Name() string { return "gcra" }
 
-// Prepare validates lim, defaults Burst to 1 and fills RateNum and
-// RateDen. A Burst with Requests 0 is an error; Burst scaled by RateDen must stay within MaxExact.
+// Prepare validates lim, defaults Burst to 1 and fills RateNum and RateDen.
+// A Burst with Requests 0 is an error; Burst scaled by RateDen must stay
+// within MaxExact.
 func (g GCRA) Prepare(lim Limit) (Limit, error) {
 	lim, err := prepareCommon(g.Name(), lim)
 	if err != nil {

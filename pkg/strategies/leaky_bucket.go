@@ -13,8 +13,10 @@ import "fmt"
 // RateDen, and it drains RateNum per microsecond, so it is exact in
 // integers); B is the time in microseconds the level was computed at. The
 // zero State is an empty bucket, and an empty bucket is stored as the zero
-// State, so that deleting a key whose TTL has passed changes nothing. The zero LeakyBucket is ready to use and
-// safe for concurrent use.
+// State, so that deleting a key whose TTL has passed changes nothing. A
+// request whose now lies before B (a clock that went backwards) is treated
+// as arriving at B, so it gains nothing. The zero LeakyBucket is ready to
+// use and safe for concurrent use.
 type LeakyBucket struct{}
 
 func init() { register(LeakyBucket{}) }

@@ -3,6 +3,7 @@ package strategies_test
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -160,4 +161,41 @@ func benchmarkBucketStep(b *testing.B, name string, lim strategies.Limit) {
 			st, _ = s.Step(st, now, lim, 1)
 		}
 	})
+}
+
+// TestBucketsClockSkewGainsNothing: a request whose now lies before the
+// time the key's state was last updated (State.B for the four buckets)
+// gets what it would get at that time, the same admission, Remaining and
+// next state, with Reset, TTL and RetryAfter longer by exactly the skew.
+// (An empty bucket is the zero State, which has no time: like a fresh key
+// it is full at any now.)
+func TestBucketsClockSkewGainsNothing(t *testing.T) {
+	for _, name := range []string{"leaky_bucket", "leaky_bucket_with_queue", "gcra", "token_bucket_with_debt"} {
+		s, lim := prepareStrategy(t, name, strategies.Limit{Requests: 10, Period: strategies.Second, Burst: 6, MaxDebt: 3})
+		var st strategies.State
+		checked := 0
+		for i, r := range bucketSeq(5, 20_000) {
+			if skew := st.B - r.at; skew > 0 {
+				checked++
+				got, gd := s.Step(st, r.at, lim, r.hits)
+				got.Log = slices.Clone(got.Log) // the next Step may append into the same array
+				want, wd := s.Step(st, st.B, lim, r.hits)
+				if wd.Reset > 0 {
+					wd.Reset += skew
+					wd.TTL += skew
+				}
+				if wd.RetryAfter > 0 {
+					wd.RetryAfter += skew
+				}
+				if gd != wd || got.A != want.A || got.B != want.B || got.C != want.C || !slices.Equal(got.Log, want.Log) {
+					t.Fatalf("%s: request %d (%dµs behind, hits %d): got %+v, %+v; at the state's time %+v, %+v",
+						name, i, skew, r.hits, gd, got, wd, want)
+				}
+			}
+			st, _ = s.Step(st, r.at, lim, r.hits)
+		}
+		if checked < 100 {
+			t.Errorf("%s: only %d requests behind the state's time", name, checked)
+		}
+	}
 }

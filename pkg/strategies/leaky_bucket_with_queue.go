@@ -12,19 +12,19 @@ const MaxQueueLimit = 10_000
 // continuously, the request at its head leaking out hit by hit. A request
 // of h hits is admitted, and queued, iff queued + h ≤ Requests, where
 // queued counts the hits still in the queue (the head's leaked part
-// excluded). Its decisions are those of leaky_bucket, field for field;
-// what it adds is a state that shows which requests are still queued and
-// since when. Requests of more than Requests hits are refused with Exceeds.
-// Burst and MaxDebt are ignored.
+// excluded). Its decisions are those of leaky_bucket, field for field; what
+// it adds is a state that shows which requests are still queued and since
+// when. Requests of more than Requests hits are refused with Exceeds. Burst
+// and MaxDebt are ignored.
 //
 // State: Log holds the queued requests in arrival order (At is when each
-// was admitted, Hits its hits); A is how much of Log[0] has leaked, in
-// hits scaled by RateDen (one hit is RateDen and leaks at RateNum per
+// was admitted, Hits its hits); A is how much of Log[0] has leaked, in hits
+// scaled by RateDen (one hit is RateDen and leaks at RateNum per
 // microsecond, so it is exact in integers); B is the time in microseconds
-// the queue was last drained to; C is the sum of Log's Hits. The zero
-// State is an empty queue, and an empty queue is stored with A, B and C
-// zero and an empty Log (whose spare capacity later admissions reuse). The zero LeakyBucketWithQueue is ready to use
-// and safe for concurrent use.
+// the queue was last drained to; C is the sum of Log's Hits. The zero State
+// is an empty queue, and an empty queue is stored with A, B and C zero and
+// an empty Log (whose spare capacity later admissions reuse). The zero
+// LeakyBucketWithQueue is ready to use and safe for concurrent use.
 type LeakyBucketWithQueue struct{}
 
 func init() { register(LeakyBucketWithQueue{}) }

@@ -2,12 +2,12 @@ package strategies
 
 // TokenBucketWithDebt is the "token_bucket_with_debt" strategy: a token
 // bucket of capacity Burst (default Requests) refilled at Requests per
-// Period whose tokens may fall to −MaxDebt. A request of h hits is
-// admitted iff tokens − h ≥ −MaxDebt; the debt is then paid back by the
-// refill before the bucket is full again. With MaxDebt 0 (the default) it
-// decides exactly as token_bucket. Requests of more than Burst + MaxDebt
-// hits are refused with Exceeds and RetryAfter 0 (Traffik's TokenBucket
-// answers them with a wait that can never be met).
+// Period whose tokens may fall to −MaxDebt. A request of h hits is admitted
+// iff tokens − h ≥ −MaxDebt; the debt is then paid back by the refill
+// before the bucket is full again. With MaxDebt 0 (the default) it decides
+// exactly as token_bucket. Requests of more than Burst + MaxDebt hits are
+// refused with Exceeds and RetryAfter 0 (Traffik's TokenBucket answers them
+// with a wait that can never be met).
 //
 // Remaining counts every single-hit request still admissible now, debt
 // included: ⌊tokens⌋ + MaxDebt, never negative.
@@ -15,8 +15,8 @@ package strategies
 // State: A is the deficit Burst − tokens, in hits scaled by RateDen (one
 // token is RateDen, refilled at RateNum per microsecond, so it is exact in
 // integers); B is the time in microseconds it was computed at. The zero
-// State is a full bucket, and a full bucket is stored as the zero State. The zero TokenBucketWithDebt is ready to use and
-// safe for concurrent use.
+// State is a full bucket, and a full bucket is stored as the zero State.
+// The zero TokenBucketWithDebt is ready to use and safe for concurrent use.
 type TokenBucketWithDebt struct{}
 
 func init() { register(TokenBucketWithDebt{}) }
@@ -25,7 +25,8 @@ func init() { register(TokenBucketWithDebt{}) }
 func (TokenBucketWithDebt) Name() string { return "token_bucket_with_debt" }
 
 // Prepare validates lim, defaults Burst to Requests and fills RateNum and
-// RateDen. A Burst or MaxDebt with Requests 0 is an error; (Burst + MaxDebt) scaled by RateDen must stay within MaxExact.
+// RateDen. A Burst or MaxDebt with Requests 0 is an error; (Burst +
+// MaxDebt) scaled by RateDen must stay within MaxExact.
 func (tb TokenBucketWithDebt) Prepare(lim Limit) (Limit, error) {
 	lim, err := prepareCommon(tb.Name(), lim)
 	if err != nil {

@@ -24,8 +24,9 @@ type Request struct {
 // registered strategy and fails for one that has no property.
 //
 // RunProperties draws a Limit, prepares it, and sends a random sequence of
-// requests on a fresh key: times never decrease (clock skew is the
-// tables' business), hits are mostly small, sometimes 0 and sometimes
+// requests on a fresh key: times never decrease, within a sequence and
+// across all sequences of a run, as a store's one clock would (clock skew
+// is the tables' business), hits are mostly small, sometimes 0 and sometimes
 // Capacity+1 or more, never negative. Around that it checks what holds for
 // every strategy (see checkDecision), that a refused request passes at
 // exactly now + RetryAfter and not 1µs before when nothing else arrives,
@@ -63,6 +64,7 @@ func addProperty(name string, p Property) {
 func RunProperties(t *testing.T, apply Applier, seed int64, n int) {
 	t.Helper()
 	run := rand.Uint64()
+	clock := T0 // one clock for the whole run, as a store has
 	for _, name := range strategies.Names() {
 		t.Run(name, func(t *testing.T) {
 			s, _ := strategies.Lookup(name)
@@ -82,7 +84,7 @@ func RunProperties(t *testing.T, apply Applier, seed int64, n int) {
 				r := runner{t: t, apply: apply, s: s, lim: lim, capacity: p.Capacity(lim), rng: rng,
 					key: fmt.Sprintf("strategytest:%x:prop:%s:%d", run, name, seq)}
 				length := 20 + rng.IntN(181)
-				r.sequence(length)
+				clock = r.sequence(clock, length)
 				done += len(r.reqs)
 				if !t.Failed() {
 					p.Check(t, lim, r.reqs)
@@ -114,9 +116,11 @@ func (r *runner) do(at, hits int64) strategies.Decision {
 	return d
 }
 
-func (r *runner) sequence(length int) {
+// sequence sends length requests (and probes) starting a little after
+// start and returns the time of the last one.
+func (r *runner) sequence(start int64, length int) int64 {
 	w := r.lim.Period
-	now := T0 + r.rng.Int64N(3*w)
+	now := start + 1 + r.rng.Int64N(3*w)
 	var last strategies.Decision
 	for range length {
 		now += r.gap()
@@ -138,7 +142,7 @@ func (r *runner) sequence(length int) {
 			last = r.reqs[len(r.reqs)-1].Decision
 		}
 		if r.t.Failed() {
-			return
+			return now
 		}
 	}
 	// After TTL the state must be as good as fresh, and after Reset too.
@@ -154,6 +158,7 @@ func (r *runner) sequence(length int) {
 		}
 		now = at
 	}
+	return now
 }
 
 // gap draws the time to the next request: often 0, mostly about the mean
