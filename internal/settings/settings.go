@@ -30,8 +30,43 @@ type Serve struct {
 	Store         string
 	MemoryMaxKeys int
 	KeyPrefix     string
+	StoreTimeout  time.Duration
+	FailureMode   string
+
+	RedisURL           string
+	RedisMode          string
+	RedisAddrs         string
+	RedisMaster        string
+	RedisUsername      string
+	RedisPassword      string
+	RedisDB            int
+	RedisTLSCA         string
+	RedisTLSCert       string
+	RedisTLSKey        string
+	RedisTLSServerName string
+	RedisPoolSize      int
+	RedisServerTime    bool
+
+	MemcachedServers string
 
 	ShadowMode      bool
+	NearLimitRatio  float64
+	ResponseHeaders bool
+	HeaderLimit     string
+	HeaderRemaining string
+	HeaderReset     string
+	HeaderRetry     string
+	OverLimitBody   string
+	DynamicMetadata bool
+	LocalCacheSize  int
+
+	GRPCTLSCert      string
+	GRPCTLSKey       string
+	GRPCTLSClientCA  string
+	GRPCMaxConnAge   time.Duration
+	GRPCKeepalive    time.Duration
+	GRPCMaxRecvBytes int
+
 	ShutdownTimeout time.Duration
 
 	MaxDescriptors int
@@ -50,14 +85,48 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&s.Config, "config", "", "rules: a YAML file or a directory of *.yaml files (required)")
 	fs.StringVar(&s.GRPCAddr, "grpc-addr", ":8081", "address of the gRPC RateLimitService and health service")
-	fs.StringVar(&s.HTTPAddr, "http-addr", ":8080", "address of the HTTP endpoints (/healthcheck, /json, /rlconfig)")
-	fs.StringVar(&s.DebugAddr, "debug-addr", "", "address of the debug endpoints (pprof, /rlconfig); empty disables them")
+	fs.StringVar(&s.HTTPAddr, "http-addr", ":8080", "address of the HTTP endpoints (/healthcheck, /livez, /json, /rlconfig, /metrics)")
+	fs.StringVar(&s.DebugAddr, "debug-addr", "127.0.0.1:6070", "address of the debug endpoints (pprof, /rlconfig); empty disables them")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "log format: json or console")
-	fs.StringVar(&s.Store, "store", "memory", "where counters live: memory")
+	fs.StringVar(&s.Store, "store", "memory", "where counters live: memory, redis or memcached")
 	fs.IntVar(&s.MemoryMaxKeys, "memory-max-keys", 1_000_000, "memory store: the most keys kept; beyond it the keys nearest expiry are evicted")
 	fs.StringVar(&s.KeyPrefix, "key-prefix", "envoy-rls:", "prefix (namespace) of every store key")
+	fs.DurationVar(&s.StoreTimeout, "store-timeout", 15*time.Millisecond, "the longest a store round trip may take before the failure mode answers")
+	fs.StringVar(&s.FailureMode, "failure-mode", "error", "when the store fails: error (gRPC UNAVAILABLE; Envoy's failure_mode_deny decides), allow (OK) or deny (OVER_LIMIT)")
+
+	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379", "redis: server URL (redis:// or rediss:// for TLS; user, password and db may be in it)")
+	fs.StringVar(&s.RedisMode, "redis-mode", "single", "redis: single, sentinel or cluster")
+	fs.StringVar(&s.RedisAddrs, "redis-addrs", "", "redis: comma-separated cluster nodes or sentinels")
+	fs.StringVar(&s.RedisMaster, "redis-master", "", "redis sentinel: the master's name")
+	fs.StringVar(&s.RedisUsername, "redis-username", "", "redis: ACL user (overrides the URL's)")
+	fs.StringVar(&s.RedisPassword, "redis-password", "", "redis: password (overrides the URL's; prefer the environment variable)")
+	fs.IntVar(&s.RedisDB, "redis-db", -1, "redis: database number (-1: the URL's, else 0)")
+	fs.StringVar(&s.RedisTLSCA, "redis-tls-ca", "", "redis: CA file to verify the server (turns TLS on)")
+	fs.StringVar(&s.RedisTLSCert, "redis-tls-cert", "", "redis: client certificate file")
+	fs.StringVar(&s.RedisTLSKey, "redis-tls-key", "", "redis: client key file")
+	fs.StringVar(&s.RedisTLSServerName, "redis-tls-server-name", "", "redis: server name to verify")
+	fs.IntVar(&s.RedisPoolSize, "redis-pool-size", 0, "redis: connections per node (0: go-redis's default)")
+	fs.BoolVar(&s.RedisServerTime, "redis-server-time", true, "redis: take the time from Redis (TIME) so replicas with skewed clocks agree; false uses this replica's clock")
+	fs.StringVar(&s.MemcachedServers, "memcached-servers", "", "memcached: comma-separated host:port list (client-side hashing)")
+
 	fs.BoolVar(&s.ShadowMode, "shadow-mode", false, "global shadow mode: count and report, but answer overall_code OK")
+	fs.Float64Var(&s.NearLimitRatio, "near-limit-ratio", 0.8, "metrics: an allowed request counts as near the limit once this share of it is used")
+	fs.BoolVar(&s.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset (tightest descriptor) and Retry-After (on OVER_LIMIT) to responses")
+	fs.StringVar(&s.HeaderLimit, "header-limit", "RateLimit-Limit", "name of the limit header")
+	fs.StringVar(&s.HeaderRemaining, "header-remaining", "RateLimit-Remaining", "name of the remaining header")
+	fs.StringVar(&s.HeaderReset, "header-reset", "RateLimit-Reset", "name of the reset header")
+	fs.StringVar(&s.HeaderRetry, "header-retry-after", "Retry-After", "name of the retry-after header")
+	fs.StringVar(&s.OverLimitBody, "over-limit-body", "", "raw_body of OVER_LIMIT responses (the body of Envoy's 429), e.g. a JSON error")
+	fs.BoolVar(&s.DynamicMetadata, "response-dynamic-metadata", false, "add the request's domain and descriptors to the response's dynamic_metadata")
+	fs.IntVar(&s.LocalCacheSize, "local-cache-size", 0, "keys known to be over their limit answered locally until their reset, without a store round trip (0: off)")
+
+	fs.StringVar(&s.GRPCTLSCert, "grpc-tls-cert", "", "gRPC: server certificate file (turns TLS on; reloaded when it changes)")
+	fs.StringVar(&s.GRPCTLSKey, "grpc-tls-key", "", "gRPC: server key file")
+	fs.StringVar(&s.GRPCTLSClientCA, "grpc-tls-client-ca", "", "gRPC: CA file for client certificates (turns mutual TLS on)")
+	fs.DurationVar(&s.GRPCMaxConnAge, "grpc-max-connection-age", 5*time.Minute, "gRPC: close connections after this age so Envoy rebalances across replicas (0: never)")
+	fs.DurationVar(&s.GRPCKeepalive, "grpc-keepalive-time", 30*time.Second, "gRPC: ping an idle connection after this long")
+	fs.IntVar(&s.GRPCMaxRecvBytes, "grpc-max-recv-bytes", 1<<20, "gRPC: largest request message in bytes")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
 	fs.IntVar(&s.MaxDescriptors, "max-descriptors", 64, "most descriptors per request; more is INVALID_ARGUMENT")
 	fs.IntVar(&s.MaxEntries, "max-entries", 32, "most entries per descriptor; more is INVALID_ARGUMENT")
@@ -77,10 +146,8 @@ func ParseServe(args []string, getenv func(string) string, out io.Writer) (Serve
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("settings: unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	if err := applyEnv(fs, getenv); err != nil {
-		return s, err
-	}
-	return s, s.Validate()
+	envErr := applyEnv(fs, getenv)
+	return s, errors.Join(envErr, s.Validate())
 }
 
 // applyEnv sets each flag not set on the command line from its
@@ -128,8 +195,52 @@ func (s Serve) Validate() error {
 	}
 	switch s.Store {
 	case "memory":
+	case "redis":
+		switch s.RedisMode {
+		case "single":
+		case "sentinel":
+			if s.RedisMaster == "" || s.RedisAddrs == "" {
+				bad("--redis-mode sentinel needs --redis-master and --redis-addrs (the sentinels)")
+			}
+		case "cluster":
+			if s.RedisAddrs == "" {
+				bad("--redis-mode cluster needs --redis-addrs (the cluster nodes)")
+			}
+		default:
+			bad("--redis-mode %q: want single, sentinel or cluster", s.RedisMode)
+		}
+		if (s.RedisTLSCert == "") != (s.RedisTLSKey == "") {
+			bad("--redis-tls-cert and --redis-tls-key go together")
+		}
+	case "memcached":
+		if s.MemcachedServers == "" {
+			bad("--store memcached needs --memcached-servers")
+		}
 	default:
-		bad("--store %q: want memory", s.Store)
+		bad("--store %q: want memory, redis or memcached", s.Store)
+	}
+	switch s.FailureMode {
+	case "error", "allow", "deny":
+	default:
+		bad("--failure-mode %q: want error, allow or deny", s.FailureMode)
+	}
+	if s.StoreTimeout <= 0 {
+		bad("--store-timeout must be positive, got %s", s.StoreTimeout)
+	}
+	if s.NearLimitRatio <= 0 || s.NearLimitRatio > 1 {
+		bad("--near-limit-ratio must be in (0, 1], got %g", s.NearLimitRatio)
+	}
+	if s.LocalCacheSize < 0 {
+		bad("--local-cache-size must not be negative")
+	}
+	if (s.GRPCTLSCert == "") != (s.GRPCTLSKey == "") {
+		bad("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	if s.GRPCTLSClientCA != "" && s.GRPCTLSCert == "" {
+		bad("--grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key")
+	}
+	if s.GRPCMaxConnAge < 0 || s.GRPCKeepalive < 0 || s.GRPCMaxRecvBytes <= 0 {
+		bad("--grpc-max-connection-age and --grpc-keepalive-time must not be negative, --grpc-max-recv-bytes must be positive")
 	}
 	if s.MemoryMaxKeys <= 0 {
 		bad("--memory-max-keys must be positive, got %d", s.MemoryMaxKeys)

@@ -58,9 +58,10 @@ type Stats struct {
 }
 
 // Store is a limiter.Store held in process memory. It keeps the three
-// words of fixed-size states inline in its map entries (about 110 bytes
-// per key at worst with a 24-byte key, see TestBytesPerKey) and log
-// states in a second map. An entry expires at now + Decision.TTL of the request that
+// words of fixed-size states inline in its map entries, 75 to 120 bytes
+// of heap per key besides the key string's own bytes depending on how
+// full the map's tables are (see TestBytesPerKey), and log states in a
+// second map. An entry expires at now + Decision.TTL of the request that
 // wrote it; an expired entry reads as the zero State, and a background
 // sweeper removes expired entries every SweepInterval, using the largest
 // now any Apply has seen as its clock (never the wall clock).

@@ -22,11 +22,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceTinyShards runs the suite with few, small shards, so that
-// shard locking order and eviction are exercised too.
-func TestConformanceTinyShards(t *testing.T) {
+// TestConformanceBusySweeper runs the suite with few shards and a sweeper
+// that runs every millisecond, so that locking order across shards and
+// sweeping in the middle of traffic are exercised too.
+func TestConformanceBusySweeper(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) limiter.Store {
-		return memory.New(memory.Options{Shards: 3, MaxKeys: 1 << 20})
+		return memory.New(memory.Options{Shards: 3, SweepInterval: time.Millisecond})
 	})
 }
 
