@@ -1,5 +1,5 @@
 // Package app wires `envoy-rls serve` together: rules, store, limiter,
-// gRPC and HTTP servers, and their orderly shutdown.
+// gRPC, HTTP and debug servers, and their orderly shutdown.
 package app
 
 import (
@@ -8,17 +8,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
+	"github.com/envoy-rls/envoy-rls/internal/overlimit"
 	"github.com/envoy-rls/envoy-rls/internal/server"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
+	"github.com/envoy-rls/envoy-rls/internal/tlsfiles"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
-	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 )
 
 // NewLogger returns a zap logger of the given level ("debug", "info",
@@ -38,14 +43,64 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	return cfg.Build()
 }
 
-// newStore builds the store the settings select.
-func newStore(s settings.Serve) (limiter.Store, error) {
-	switch s.Store {
-	case "memory":
-		return memory.New(memory.Options{MaxKeys: s.MemoryMaxKeys}), nil
-	default:
-		return nil, fmt.Errorf("app: unknown store %q", s.Store)
+// listeners are the sockets Run serves on, opened before anything starts
+// so that a busy port fails at once.
+type listeners struct{ grpc, http, debug net.Listener }
+
+func listen(s settings.Serve) (*listeners, error) {
+	var l listeners
+	var err error
+	if l.grpc, err = net.Listen("tcp", s.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("app: gRPC listener: %w", err)
 	}
+	if l.http, err = net.Listen("tcp", s.HTTPAddr); err != nil {
+		l.close()
+		return nil, fmt.Errorf("app: HTTP listener: %w", err)
+	}
+	if s.DebugAddr != "" {
+		if l.debug, err = net.Listen("tcp", s.DebugAddr); err != nil {
+			l.close()
+			return nil, fmt.Errorf("app: debug listener: %w", err)
+		}
+	}
+	return &l, nil
+}
+
+func (l *listeners) close() {
+	for _, x := range []net.Listener{l.grpc, l.http, l.debug} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+// grpcOptions builds the gRPC server's options: TLS (reloaded when the
+// files change), keepalive, connection age, message size.
+func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.GRPCMaxRecvBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  s.GRPCKeepalive,
+			Timeout:               10 * time.Second,
+			MaxConnectionAge:      s.GRPCMaxConnAge,
+			MaxConnectionAgeGrace: 30 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if s.GRPCMaxConnAge == 0 {
+		opts[1] = grpc.KeepaliveParams(keepalive.ServerParameters{Time: s.GRPCKeepalive, Timeout: 10 * time.Second})
+	}
+	if s.GRPCTLSCert != "" {
+		tf, err := tlsfiles.NewServer(tlsfiles.Files{CertFile: s.GRPCTLSCert, KeyFile: s.GRPCTLSKey, ClientCAFile: s.GRPCTLSClientCA},
+			func(err error) {
+				log.Warn("gRPC TLS files changed but could not be loaded; keeping the previous ones", zap.Error(err))
+			})
+		if err != nil {
+			return nil, fmt.Errorf("app: gRPC TLS: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tf.Config())))
+	}
+	return opts, nil
 }
 
 // Run serves until ctx is done, then shuts down gracefully: health turns
@@ -57,22 +112,29 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return fmt.Errorf("app: loading %s: %w", s.Config, err)
 	}
 	log.Info("config loaded", zap.String("path", s.Config), zap.Int("domains", len(cfg.Domains())), zap.Int("rules", cfg.Rules()))
-
-	grpcLis, err := net.Listen("tcp", s.GRPCAddr)
+	gopts, err := grpcOptions(s, log)
 	if err != nil {
-		return fmt.Errorf("app: gRPC listener: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", s.HTTPAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("app: HTTP listener: %w", err)
-	}
-
-	store, err := newStore(s)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
 		return err
+	}
+	lis, err := listen(s)
+	if err != nil {
+		return err
+	}
+	defer lis.close()
+
+	raw, err := newStore(ctx, s)
+	if err != nil {
+		return err
+	}
+	var store limiter.Store = breaker.New(raw, breaker.Options{
+		OnChange: func(st breaker.State) {
+			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st))
+		},
+	})
+	var cache *overlimit.Store
+	if s.LocalCacheSize > 0 {
+		cache = overlimit.New(store, s.LocalCacheSize, nil)
+		store = cache
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -84,32 +146,50 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 	svc, err := server.New(server.Options{
-		Limiter: lim,
-		Logger:  log,
-		Limits:  server.Limits{MaxDescriptors: s.MaxDescriptors, MaxEntries: s.MaxEntries, MaxValueBytes: s.MaxValueBytes},
+		Limiter:     lim,
+		Logger:      log,
+		Limits:      server.Limits{MaxDescriptors: s.MaxDescriptors, MaxEntries: s.MaxEntries, MaxValueBytes: s.MaxValueBytes},
+		FailureMode: s.FailureMode,
+		Headers: server.Headers{Enabled: s.ResponseHeaders, Limit: s.HeaderLimit, Remaining: s.HeaderRemaining,
+			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},
+		OverLimitBody:   []byte(s.OverLimitBody),
+		RequestMetadata: s.DynamicMetadata,
 	})
 	if err != nil {
 		return err
 	}
 
-	g := grpc.NewServer()
+	g := grpc.NewServer(gopts...)
 	svc.Register(g)
 	hs := &http.Server{Handler: svc.HTTPHandler(nil), ReadHeaderTimeout: 5 * time.Second}
+	var ds *http.Server
+	if lis.debug != nil {
+		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
+	}
 
-	errc := make(chan error, 2)
-	go func() { errc <- g.Serve(grpcLis) }()
-	go func() {
-		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+	errc := make(chan error, 3)
+	go func() { errc <- g.Serve(lis.grpc) }()
+	serveHTTP := func(h *http.Server, l net.Listener) {
+		if err := h.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}
 		errc <- nil
-	}()
+	}
+	go serveHTTP(hs, lis.http)
+	if ds != nil {
+		go serveHTTP(ds, lis.debug)
+	}
 	hctx, stopHealth := context.WithCancel(ctx)
 	healthDone := make(chan struct{})
 	go func() { defer close(healthDone); watchHealth(hctx, svc, store, time.Second, log) }()
 	defer func() { stopHealth(); <-healthDone }()
-	log.Info("serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()), zap.String("store", s.Store))
+	fields := []zap.Field{zap.String("grpc", lis.grpc.Addr().String()), zap.String("http", lis.http.Addr().String()),
+		zap.String("store", s.Store), zap.Bool("grpc_tls", s.GRPCTLSCert != ""), zap.Bool("mtls", s.GRPCTLSClientCA != "")}
+	if lis.debug != nil {
+		fields = append(fields, zap.String("debug", lis.debug.Addr().String()))
+	}
+	log.Info("serving", fields...)
 
 	var runErr error
 	select {
@@ -132,8 +212,22 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		g.Stop()
 		<-stopped
 	}
-	if err := hs.Shutdown(shutCtx); err != nil {
-		hs.Close()
+	for _, h := range []*http.Server{hs, ds} {
+		if h != nil && h.Shutdown(shutCtx) != nil {
+			h.Close()
+		}
 	}
 	return runErr
+}
+
+// debugHandler serves pprof and /rlconfig on the debug port.
+func debugHandler(svc *server.Service) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /rlconfig", svc.HandleRLConfig)
+	return mux
 }

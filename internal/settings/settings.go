@@ -101,7 +101,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.RedisMaster, "redis-master", "", "redis sentinel: the master's name")
 	fs.StringVar(&s.RedisUsername, "redis-username", "", "redis: ACL user (overrides the URL's)")
 	fs.StringVar(&s.RedisPassword, "redis-password", "", "redis: password (overrides the URL's; prefer the environment variable)")
-	fs.IntVar(&s.RedisDB, "redis-db", -1, "redis: database number (-1: the URL's, else 0)")
+	fs.IntVar(&s.RedisDB, "redis-db", 0, "redis: database number (0: the URL's)")
 	fs.StringVar(&s.RedisTLSCA, "redis-tls-ca", "", "redis: CA file to verify the server (turns TLS on)")
 	fs.StringVar(&s.RedisTLSCert, "redis-tls-cert", "", "redis: client certificate file")
 	fs.StringVar(&s.RedisTLSKey, "redis-tls-key", "", "redis: client key file")

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -109,6 +110,34 @@ func (s *MemcachedServer) Start() {
 	s.t.Helper()
 	if err := s.startMemcachedProc(); err != nil {
 		s.t.Fatalf("testservers: memcached: restart on %s: %v", s.Addr, err)
+	}
+}
+
+// Pause freezes the server process (SIGSTOP): connections are still
+// accepted by the kernel but never answered, as with a hung server, so
+// clients run into their timeouts. Resume undoes it; Stop and the test's
+// cleanup work on a paused server too.
+func (s *MemcachedServer) Pause() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused server run again.
+func (s *MemcachedServer) Resume() {
+	s.t.Helper()
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *MemcachedServer) signal(sig os.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("testservers: memcached on %s: %v on a stopped server", s.Addr, sig)
+		return
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("testservers: memcached on %s: %v: %v", s.Addr, sig, err)
 	}
 }
 

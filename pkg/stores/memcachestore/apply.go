@@ -46,6 +46,8 @@ type applier struct {
 	// that no op with Hits > 0 consumes.
 	veto bool
 	buf  []byte
+	// stripes are the local locks held for the keys.
+	stripes []uint32
 }
 
 func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) {
@@ -175,7 +177,7 @@ func (a *applier) commit(ki int) error {
 			return err
 		}
 		if attempt >= a.s.maxRetries {
-			return fmt.Errorf("memcachestore: key %q: %w after %d retries: %w", k.key, ErrContention, attempt, limiter.ErrUnavailable)
+			return fmt.Errorf("%w: key %q, %d retries: %w", ErrContention, k.key, attempt, limiter.ErrUnavailable)
 		}
 		if err := a.read(k); err != nil {
 			return err
@@ -258,7 +260,7 @@ func (a *applier) refund(k *keyState) error {
 			return err
 		}
 		if attempt >= a.s.maxRetries {
-			return fmt.Errorf("memcachestore: refund key %q: %w after %d retries: %w", k.key, ErrContention, attempt, limiter.ErrUnavailable)
+			return fmt.Errorf("%w: refund of key %q, %d retries: %w", ErrContention, k.key, attempt, limiter.ErrUnavailable)
 		}
 	}
 }

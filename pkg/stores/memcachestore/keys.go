@@ -75,14 +75,17 @@ const maxRelativeExpiration = 30 * 24 * 60 * 60
 // reports del when the state need not be kept (ttl ≤ 0), in which case
 // the key is deleted, or not written at all.
 //
-// TTLs are rounded up to whole seconds, so a state is never dropped early.
-// A TTL of at most 30 days is sent as it is (seconds from now, by the
-// server's clock). A longer one is sent as the absolute Unix time
-// ⌈now⌉ + TTL, as memcached requires; it then relies on the server's clock
-// agreeing with now (a server clock ahead by d keeps the state d less). An
-// absolute time beyond what memcached's 32-bit field holds (2038) becomes
-// 0, "never expire": keeping a state longer than its TTL never changes a
-// decision.
+// Memcached's clock ticks once a second, and an item expires at the first
+// tick at or after its expiration: an item stored with expiration 1 may
+// vanish a millisecond later. So the TTL is rounded up to whole seconds
+// and one second is added; a state is never dropped early, and kept at
+// most two seconds too long (which never changes a decision). Up to 30
+// days this is sent as it is (seconds from now, by the server's clock). A
+// longer one is sent as the absolute Unix time ⌈now⌉ + TTL + 1 s, as
+// memcached requires; it then relies on the server's clock agreeing with
+// now (a server clock ahead by d keeps the state d less). An absolute time
+// beyond what memcached's 32-bit field holds (2038) becomes 0, "never
+// expire".
 func expiration(now, ttl int64) (exp int32, del bool) {
 	if ttl <= 0 {
 		return 0, true
@@ -91,6 +94,9 @@ func expiration(now, ttl int64) (exp int32, del bool) {
 	secs := ttl / sec
 	if ttl%sec != 0 {
 		secs++
+	}
+	if secs < math.MaxInt64 {
+		secs++ // the server's clock granularity
 	}
 	if secs <= maxRelativeExpiration {
 		return int32(secs), false

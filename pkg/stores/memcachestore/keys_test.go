@@ -74,15 +74,15 @@ func TestExpiration(t *testing.T) {
 	}{
 		{"zero deletes", now, 0, 0, true},
 		{"negative deletes", now, -5, 0, true},
-		{"1µs rounds up", now, 1, 1, false},
-		{"whole second", now, sec, 1, false},
-		{"just over a second", now, sec + 1, 2, false},
-		{"30 days is relative", now, 30 * days, 2_592_000, false},
-		{"30 days + 1µs is absolute", now, 30*days + 1, 1_700_000_000 + 2_592_001, false},
-		{"90 days absolute", now, 90 * days, 1_700_000_000 + 90*86400, false},
-		{"now rounds up", now + 1, 90 * days, 1_700_000_001 + 90*86400, false},
+		{"1µs rounds up, plus a tick", now, 1, 2, false},
+		{"whole second", now, sec, 2, false},
+		{"just over a second", now, sec + 1, 3, false},
+		{"30 days − 1 s is relative", now, 30*days - sec, 2_592_000, false},
+		{"30 days is absolute", now, 30 * days, 1_700_000_000 + 2_592_001, false},
+		{"90 days absolute", now, 90 * days, 1_700_000_000 + 90*86400 + 1, false},
+		{"now rounds up", now + 1, 90 * days, 1_700_000_001 + 90*86400 + 1, false},
 		{"beyond 2038 never expires", now, 20 * 365 * days, 0, false},
-		{"absolute from the epoch", 0, 31 * days, 31 * 86400, false},
+		{"absolute from the epoch", 0, 31 * days, 31*86400 + 1, false},
 		{"negative now never expires", -sec, 31 * days, 0, false},
 	}
 	for _, c := range cases {

@@ -12,6 +12,22 @@
 // Keys are spread over the servers by client-side hashing (CRC-32 of the
 // key modulo the number of servers, as gomemcache's ServerList does), so
 // every replica of envoy-rls must list the same servers in the same order.
+//
+// Within one Store, calls that touch the same keys wait for each other on
+// local striped locks, so compare-and-swap races happen only between
+// processes; a hot key then costs one read and one write per request
+// instead of a storm of retries.
+//
+// Memcached keys are limited to 250 bytes without whitespace or control
+// characters, while store keys hold arbitrary client values: such keys
+// (and keys containing '~') are stored under a readable prefix plus the
+// SHA-256 of the key (see memcacheKey in keys.go). States are stored in a
+// compact versioned binary encoding (varints), with an expiration of the
+// strategy's TTL rounded up to whole seconds plus one second for
+// memcached's clock granularity; TTLs beyond 30 days are sent as absolute
+// Unix times computed from the now of the call, so they need the clocks of
+// the service and of memcached to agree. A state whose TTL is 0 is deleted
+// (by a compare-and-swap that stores it already expired) or not written.
 package memcachestore
 
 import (
@@ -76,6 +92,7 @@ type Store struct {
 	mc         *memcache.Client
 	timeout    time.Duration
 	maxRetries int
+	locks      *keyLocks
 	closed     atomic.Bool
 	pool       sync.Pool // *applier
 }
@@ -115,7 +132,7 @@ func New(opts Options) (*Store, error) {
 	mc := memcache.NewFromSelector(sel)
 	mc.Timeout = max(opts.Timeout/2, time.Millisecond)
 	mc.MaxIdleConns = opts.MaxIdleConns
-	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries}
+	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks()}
 	s.pool.New = func() any { return new(applier) }
 	return s, nil
 }
@@ -137,6 +154,11 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if len(ops) == 0 {
 		return nil
 	}
+	for i := range ops {
+		if ops[i].Strategy == nil {
+			return fmt.Errorf("memcachestore: op %d (key %q) has no strategy", i, ops[i].Key)
+		}
+	}
 	if s.closed.Load() {
 		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
 	}
@@ -144,7 +166,12 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	defer cancel()
 	a := s.pool.Get().(*applier)
 	a.reset(s, ctx, now, ops, out)
-	err := a.run()
+	a.stripes = s.locks.stripesOf(a.stripes[:0], a.keys)
+	err := s.locks.lock(ctx, a.stripes)
+	if err == nil {
+		err = a.run()
+		s.locks.unlock(a.stripes)
+	}
 	a.release()
 	s.pool.Put(a)
 	return err
