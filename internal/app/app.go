@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,11 +22,14 @@ import (
 
 	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/internal/overlimit"
+	"github.com/envoy-rls/envoy-rls/internal/reload"
 	"github.com/envoy-rls/envoy-rls/internal/server"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
+	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/internal/tlsfiles"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 )
 
 // NewLogger returns a zap logger of the given level ("debug", "info",
@@ -107,10 +113,35 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 // NOT_SERVING, in-flight calls finish (within s.ShutdownTimeout), the
 // store closes. It returns nil after a clean shutdown.
 func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
+	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio})
+	// The watcher starts before the first load, so that no change between
+	// the two is missed; lim is set before the watcher runs.
+	var lim *limiter.Limiter
+	var cache *overlimit.Store
+	w, err := reload.New(reload.Options{Path: s.Config, Logger: log, OnChange: func() {
+		cfg, err := descriptors.Load(s.Config)
+		if err != nil {
+			m.ConfigLoadFailed()
+			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
+			return
+		}
+		lim.SetConfig(cfg)
+		if cache != nil {
+			cache.Reset()
+		}
+		m.ConfigLoaded(cfg.Rules(), time.Now())
+		log.Info("config reloaded", zap.Int("domains", len(cfg.Domains())), zap.Int("rules", cfg.Rules()))
+	}})
+	if err != nil {
+		return fmt.Errorf("app: watching %s: %w", s.Config, err)
+	}
+	defer w.Close()
 	cfg, err := descriptors.Load(s.Config)
 	if err != nil {
+		m.ConfigLoadFailed()
 		return fmt.Errorf("app: loading %s: %w", s.Config, err)
 	}
+	m.ConfigLoaded(cfg.Rules(), time.Now())
 	log.Info("config loaded", zap.String("path", s.Config), zap.Int("domains", len(cfg.Domains())), zap.Int("rules", cfg.Rules()))
 	gopts, err := grpcOptions(s, log)
 	if err != nil {
@@ -126,14 +157,21 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	var store limiter.Store = breaker.New(raw, breaker.Options{
+	if ms, ok := raw.(*memory.Store); ok {
+		if err := m.RegisterMemoryStore(func() (int64, int64) { st := ms.Stats(); return st.Keys, st.Evictions }); err != nil {
+			raw.Close()
+			return fmt.Errorf("app: %w", err)
+		}
+	}
+	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
+	var store limiter.Store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
 		OnChange: func(st breaker.State) {
+			m.SetBreakerState(s.Store, st.String())
 			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st))
 		},
 	})
-	var cache *overlimit.Store
 	if s.LocalCacheSize > 0 {
-		cache = overlimit.New(store, s.LocalCacheSize, nil)
+		cache = overlimit.New(store, s.LocalCacheSize, m.LocalCacheHit)
 		store = cache
 	}
 	defer func() {
@@ -141,7 +179,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			log.Warn("closing store", zap.Error(err))
 		}
 	}()
-	lim, err := limiter.New(cfg, limiter.Options{Store: store, KeyPrefix: s.KeyPrefix, ShadowMode: s.ShadowMode})
+	lim, err = limiter.New(cfg, limiter.Options{Store: store, KeyPrefix: s.KeyPrefix, ShadowMode: s.ShadowMode})
 	if err != nil {
 		return err
 	}
@@ -154,6 +192,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},
 		OverLimitBody:   []byte(s.OverLimitBody),
 		RequestMetadata: s.DynamicMetadata,
+		Metrics:         m,
 	})
 	if err != nil {
 		return err
@@ -161,7 +200,9 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 
 	g := grpc.NewServer(gopts...)
 	svc.Register(g)
-	hs := &http.Server{Handler: svc.HTTPHandler(nil), ReadHeaderTimeout: 5 * time.Second}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", m.Handler())
+	hs := &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second}
 	var ds *http.Server
 	if lis.debug != nil {
 		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
@@ -180,6 +221,16 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	if ds != nil {
 		go serveHTTP(ds, lis.debug)
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := w.Run(wctx); err != nil {
+			log.Error("config watcher stopped; hot reload is off", zap.Error(err))
+		}
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+	go reloadOnSignal(wctx, w.Trigger)
 	hctx, stopHealth := context.WithCancel(ctx)
 	healthDone := make(chan struct{})
 	go func() { defer close(healthDone); watchHealth(hctx, svc, store, time.Second, log) }()
@@ -230,4 +281,19 @@ func debugHandler(svc *server.Service) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /rlconfig", svc.HandleRLConfig)
 	return mux
+}
+
+// reloadOnSignal calls trigger on each SIGHUP until ctx is done.
+func reloadOnSignal(ctx context.Context, trigger func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			trigger()
+		}
+	}
 }

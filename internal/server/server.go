@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"go.uber.org/zap"
@@ -16,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 )
 
@@ -44,6 +46,8 @@ type Options struct {
 	// response's dynamic_metadata, as the reference service's
 	// RESPONSE_DYNAMIC_METADATA does.
 	RequestMetadata bool
+	// Metrics, when set, records every request.
+	Metrics *telemetry.Metrics
 }
 
 // Failure modes.
@@ -67,6 +71,7 @@ type Service struct {
 	headers         Headers
 	overBody        []byte
 	requestMetadata bool
+	metrics         *telemetry.Metrics
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
@@ -77,7 +82,8 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("server: no limiter")
 	}
 	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode,
-		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata}
+		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata,
+		metrics: opts.Metrics}
 	switch s.mode {
 	case "":
 		s.mode = FailError
@@ -120,9 +126,11 @@ func (s *Service) Shutdown() { s.health.Shutdown() }
 // ShouldRateLimit implements RateLimitService: INVALID_ARGUMENT for a
 // malformed request, UNAVAILABLE when the store cannot decide.
 func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	start := time.Now()
 	c := getCall()
 	defer putCall(c)
 	if err := s.limits.convert(in, c); err != nil {
+		s.metrics.ObserveRequest(telemetry.ResultInvalid, time.Since(start))
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	n := len(c.req.Descriptors)
@@ -132,8 +140,10 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	c.statuses = c.statuses[:n]
 	over, err := s.lim.ShouldRateLimit(ctx, &c.req, c.statuses)
 	if err != nil {
+		s.metrics.ObserveRequest(telemetry.ResultError, time.Since(start))
 		if ctx.Err() == nil && s.mode != FailError {
 			s.log.Warn("store failed; answering per failure mode", zap.String("mode", s.mode), zap.String("domain", in.Domain), zap.Error(err))
+			s.metrics.FailureModeDecision(s.mode)
 			if s.onMode != nil {
 				s.onMode(s.mode)
 			}
@@ -146,6 +156,14 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	}
 	resp := response(over, c.statuses)
 	s.decorate(resp, &c.req, c.statuses)
+	if s.metrics != nil {
+		s.metrics.ObserveStatuses(c.req.Domain, &c.req, c.statuses)
+		result := telemetry.ResultOK
+		if over {
+			result = telemetry.ResultOverLimit
+		}
+		s.metrics.ObserveRequest(result, time.Since(start))
+	}
 	return resp, nil
 }
 

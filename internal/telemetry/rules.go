@@ -115,6 +115,9 @@ func newRuleMetrics(maxValues int) *ruleMetrics {
 //
 // For a rule seen before, ObserveStatuses does not allocate.
 func (m *Metrics) ObserveStatuses(domain string, req *limiter.Request, st []limiter.Status) {
+	if m == nil {
+		return
+	}
 	r := m.rules
 	for i := range st {
 		s := &st[i]

@@ -3,7 +3,9 @@ package telemetry
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -269,6 +271,9 @@ func BenchmarkObserveStatuses(b *testing.B) {
 	plain := ruleWith("edge.remote_address", rl)
 	detailed := ruleWith("edge.user", limitOf(100))
 	detailed.DetailedMetric = true
+	parent := &descriptors.Rule{Key: "tenant", Path: "edge.tenant"}
+	twoLevels := &descriptors.Rule{Key: "path", Path: "edge.tenant.path", Parent: parent, Depth: 1, ValueToMetric: true, Limits: []*descriptors.RateLimit{limitOf(100)}}
+	twoReq := &limiter.Request{Domain: "edge", Descriptors: []limiter.Descriptor{{Entries: []descriptors.Entry{{Key: "tenant", Value: "acme"}, {Key: "path", Value: "/api/v1/orders"}}}}}
 	cases := []struct {
 		name string
 		rule *descriptors.Rule
@@ -276,9 +281,11 @@ func BenchmarkObserveStatuses(b *testing.B) {
 	}{
 		{"plain", plain, request("edge", "10.0.0.1")},
 		{"detailed", detailed, request("edge", "10.0.0.1")},
+		{"detailed-two-levels", twoLevels, twoReq},
+		{"override", nil, request("edge", "10.0.0.1")},
 	}
 	for _, c := range cases {
-		st := []limiter.Status{{Rule: c.rule, Limit: c.rule.Limits[0], Remaining: 10}}
+		st := []limiter.Status{{Rule: c.rule, Limit: rl, Remaining: 10}}
 		b.Run(c.name, func(b *testing.B) {
 			m := New(Options{})
 			m.ObserveStatuses("edge", c.req, st)
@@ -299,5 +306,66 @@ func BenchmarkObserveStatuses(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func BenchmarkObserveRequestAndStore(b *testing.B) {
+	m := New(Options{})
+	m.ObserveStore("memory", "apply", time.Microsecond, nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.ObserveStore("memory", "apply", time.Microsecond, nil)
+			m.ObserveRequest(ResultOK, 50*time.Microsecond)
+		}
+	})
+}
+
+// TestObserveStatusesConcurrently runs requests, config loads and scrapes
+// at once (meaningful under -race) and checks that no hit is lost.
+func TestObserveStatusesConcurrently(t *testing.T) {
+	const workers, perWorker, maxValues = 8, 2000, 20
+	m := New(Options{MaxValueSeries: maxValues})
+	rl := limitOf(10)
+	rule := ruleWith("edge.user", rl)
+	rule.DetailedMetric = true
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			req := request("edge", "")
+			st := make([]limiter.Status, 1)
+			for i := range perWorker {
+				req.Descriptors[0].Entries[0].Value = strconv.Itoa((w*perWorker + i) % 50)
+				st[0] = limiter.Status{Rule: rule, Limit: rl, Remaining: uint32(i % 10)}
+				m.ObserveStatuses("edge", req, st)
+				if i%500 == 0 {
+					m.ConfigLoaded(1, testTime)
+					if _, err := m.Registry().Gather(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := 0.0
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "envoy_rls_rule_hits_total" {
+			for _, metric := range mf.Metric {
+				total += metric.Counter.GetValue()
+				series++
+			}
+		}
+	}
+	if total != workers*perWorker {
+		t.Errorf("hits = %v, want %d", total, workers*perWorker)
+	}
+	if series != maxValues+1 {
+		t.Errorf("%d hits series, want %d", series, maxValues+1)
 	}
 }

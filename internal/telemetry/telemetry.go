@@ -58,7 +58,9 @@ type Options struct {
 }
 
 // Metrics records envoy-rls's metrics on its own registry. It is safe for
-// concurrent use. The zero value is not usable: build one with New.
+// concurrent use. Build one with New; the zero value is not usable, but a
+// nil *Metrics is: every method then records nothing (Handler answers
+// 404), so that metrics can be optional for the code that calls them.
 type Metrics struct {
 	reg   *prometheus.Registry
 	rules *ruleMetrics
@@ -182,12 +184,20 @@ func New(opts Options) *Metrics {
 
 // Registry returns the registry the metrics live on, for collectors of
 // other packages (a Redis pool's statistics, for instance) and for tests.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
 
 // Handler returns the handler of GET /metrics: every metric of the
 // registry in the Prometheus exposition formats, plus the handler's own
 // promhttp_metric_handler_* metrics.
 func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
 	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		Registry:          m.reg,
 		EnableOpenMetrics: true,
@@ -199,6 +209,9 @@ func (m *Metrics) Handler() http.Handler {
 // ResultInvalid. The histogram's _count gives the number of requests per
 // result.
 func (m *Metrics) ObserveRequest(result string, d time.Duration) {
+	if m == nil {
+		return
+	}
 	o, ok := m.reqByResult[result]
 	if !ok {
 		var err error
@@ -213,6 +226,9 @@ func (m *Metrics) ObserveRequest(result string, d time.Duration) {
 // named store ("memory", "redis", "memcache"): its duration, and an error
 // when err is not nil.
 func (m *Metrics) ObserveStore(store, op string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
 	k := storeKey{store, op}
 	m.storeMu.RLock()
 	s, ok := m.storeSeries[k]
@@ -251,6 +267,9 @@ func (m *Metrics) newStoreSeries(k storeKey) (storeSeries, error) {
 // FailureModeDecision counts one request decided by the failure mode
 // (for example "allow" or "deny") because the store could not decide.
 func (m *Metrics) FailureModeDecision(mode string) {
+	if m == nil {
+		return
+	}
 	if c, err := m.failureMode.GetMetricWithLabelValues(mode); err == nil {
 		c.Inc()
 	}
@@ -261,6 +280,9 @@ func (m *Metrics) FailureModeDecision(mode string) {
 // states (BreakerClosed, BreakerOpen, BreakerHalfOpen, and any other state
 // reported before) to 0.
 func (m *Metrics) SetBreakerState(store, state string) {
+	if m == nil {
+		return
+	}
 	m.breakerMu.Lock()
 	defer m.breakerMu.Unlock()
 	g, err := m.breaker.GetMetricWithLabelValues(store, state)
@@ -284,8 +306,13 @@ func (m *Metrics) SetBreakerState(store, state string) {
 // ConfigLoaded records a successful config load of rules rules at time
 // at. It also forgets the per-rule lookup cache of the previous config,
 // so that the old rule tree can be garbage collected (the series
-// themselves stay: a rule kept by the new config continues its counts).
+// themselves stay: a rule kept by the new config continues its counts,
+// found again by domain and path). Requests still running on the old
+// config may cache its rules again; they are forgotten at the next load.
 func (m *Metrics) ConfigLoaded(rules int, at time.Time) {
+	if m == nil {
+		return
+	}
 	m.configLoadOK.Inc()
 	m.configLastSuccess.Set(float64(at.UnixNano()) / 1e9)
 	m.configRules.Set(float64(rules))
@@ -294,18 +321,29 @@ func (m *Metrics) ConfigLoaded(rules int, at time.Time) {
 
 // ConfigLoadFailed records a config load that failed; the previous config
 // stays in service.
-func (m *Metrics) ConfigLoadFailed() { m.configLoadErr.Inc() }
+func (m *Metrics) ConfigLoadFailed() {
+	if m != nil {
+		m.configLoadErr.Inc()
+	}
+}
 
 // LocalCacheHit counts one descriptor answered over the limit by the
 // local over-limit cache without asking the store.
-func (m *Metrics) LocalCacheHit() { m.localCacheHits.Inc() }
+func (m *Metrics) LocalCacheHit() {
+	if m != nil {
+		m.localCacheHits.Inc()
+	}
+}
 
 // RegisterMemoryStore exports the in-memory store's statistics, read from
 // stats at every scrape: envoy_rls_memory_store_keys (a gauge) and
 // envoy_rls_memory_store_evictions_total (a counter). stats must be safe
 // for concurrent use. It may be called once per Metrics; a second call
-// returns an error.
+// returns an error. On a nil Metrics it does nothing and returns nil.
 func (m *Metrics) RegisterMemoryStore(stats func() (keys, evictions int64)) error {
+	if m == nil {
+		return nil
+	}
 	if stats == nil {
 		return errors.New("telemetry: memory store stats: nil function")
 	}
