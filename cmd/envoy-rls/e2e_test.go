@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,10 +20,29 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // binary is the envoy-rls binary built once for the end-to-end tests.
 var binary string
@@ -61,7 +81,7 @@ type proc struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpAddr string
-	out      *bytes.Buffer
+	out      *syncBuffer
 	done     chan error
 }
 
@@ -69,8 +89,15 @@ type proc struct {
 // until its health is SERVING.
 func startServe(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(bytes.Buffer), done: make(chan error, 1)}
-	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--log-format", "console"}, args...)
+	return startServeCreds(t, insecure.NewCredentials(), env, args...)
+}
+
+// startServeCreds is startServe with the transport credentials the health
+// probe dials with.
+func startServeCreds(t *testing.T, creds credentials.TransportCredentials, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(syncBuffer), done: make(chan error, 1)}
+	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--debug-addr", "", "--log-format", "console"}, args...)
 	p.cmd = exec.Command(binary, all...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -87,7 +114,7 @@ func startServe(t *testing.T, env []string, args ...string) *proc {
 			t.Logf("envoy-rls output:\n%s", p.out.String())
 		}
 	})
-	conn := dial(t, p.grpcAddr)
+	conn := dialCreds(t, p.grpcAddr, creds)
 	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -111,7 +138,12 @@ func startServe(t *testing.T, env []string, args ...string) *proc {
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialCreds(t, addr, insecure.NewCredentials())
+}
+
+func dialCreds(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
