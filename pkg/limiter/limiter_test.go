@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"context"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -443,4 +444,31 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A flood of distinct client values keeps the store within its bound.
+func TestFloodOfDistinctValuesStaysBounded(t *testing.T) {
+	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte("domain: d\ndescriptors:\n  - key: ip\n    rate_limit: {unit: hour, requests_per_unit: 5}\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound, flood = 4096, 200_000
+	store := memory.New(memory.Options{MaxKeys: bound})
+	defer store.Close()
+	lim, _ := limiter.New(cfg, limiter.Options{Store: store})
+	out := make([]limiter.Status, 1)
+	req := &limiter.Request{Domain: "d", Descriptors: []limiter.Descriptor{d(e("ip", ""))}}
+	for i := 0; i < flood; i++ {
+		req.Descriptors[0].Entries[0].Value = strconv.Itoa(i)
+		if _, err := lim.ShouldRateLimit(context.Background(), req, out); err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Code != limiter.OK {
+			t.Fatalf("value %d denied", i)
+		}
+	}
+	st := store.Stats()
+	if st.Keys > bound || st.Evictions < flood-bound {
+		t.Fatalf("after %d distinct values: %+v (bound %d)", flood, st, bound)
+	}
 }
