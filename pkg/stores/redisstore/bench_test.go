@@ -1,0 +1,53 @@
+package redisstore
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
+)
+
+// BenchmarkApply measures Apply against a local single node with server
+// time (the production default), with 1 and 3 ops per call on 1024 keys.
+func BenchmarkApply(b *testing.B) {
+	srv := testservers.Redis(b)
+	s := open(b, Options{URL: srv.URL(), Timeout: testTimeout})
+	b.Cleanup(func() { s.Close() })
+	lim := strategies.Limit{Requests: 1_000_000_000, Period: strategies.Hour}
+	names := []string{"fixed_window", "token_bucket", "gcra"}
+	for _, n := range []int{1, 3} {
+		b.Run("ops="+strconv.Itoa(n), func(b *testing.B) {
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ops := make([]limiter.Op, n)
+				out := make([]strategies.Decision, n)
+				for i := range ops {
+					ops[i] = mkOp(b, "", names[i], lim, 1)
+				}
+				keys := make([][]string, 1024)
+				for k := range keys {
+					for i := range n {
+						keys[k] = append(keys[k], "bench:"+names[i]+":"+strconv.Itoa(k))
+					}
+				}
+				for pb.Next() {
+					k := keys[seq.Add(1)%int64(len(keys))]
+					for i := range ops {
+						ops[i].Key = k[i]
+					}
+					if err := s.Apply(context.Background(), 0, ops, out); err != nil {
+						b.Fatal(err)
+					}
+					if !out[0].Allowed {
+						b.Fatalf("refused: %+v", out[0])
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,313 @@
+package redisstore
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Modes of Options.Mode.
+const (
+	ModeSingle   = "single"
+	ModeSentinel = "sentinel"
+	ModeCluster  = "cluster"
+)
+
+// DefaultTimeout bounds each Apply when Options.Timeout is zero. Envoy's
+// rate-limit filter gives the whole call 20 ms by default; 10 ms for the
+// store leaves the rest to the network between Envoy and envoy-rls, gRPC
+// and the limiter, so that a slow Redis turns into a store error the
+// service answers (per its failure mode) before Envoy gives up.
+const DefaultTimeout = 10 * time.Millisecond
+
+// Options configure a Store. The zero value connects to nothing: set URL
+// or Addrs. Fields left zero take go-redis's defaults unless said
+// otherwise.
+type Options struct {
+	// Mode is ModeSingle (the default when empty), ModeSentinel or
+	// ModeCluster.
+	Mode string
+	// URL is a go-redis URL, redis:// or rediss:// (TLS), carrying user,
+	// password, database and go-redis query options. Single mode parses
+	// it with redis.ParseURL, cluster mode with redis.ParseClusterURL
+	// (more nodes as addr= query parameters), sentinel mode with
+	// redis.ParseFailoverURL (the host is a sentinel). Addrs, when set,
+	// replace the addresses of the URL.
+	URL string
+	// Addrs are host:port addresses: the one node in single mode, the
+	// seed nodes in cluster mode, the sentinels in sentinel mode.
+	Addrs []string
+	// MasterName is the master's name in sentinel mode (required there).
+	MasterName string
+	// Username and Password authenticate to the Redis nodes; when set they
+	// override those of the URL.
+	Username string
+	Password string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// in sentinel mode.
+	SentinelUsername string
+	SentinelPassword string
+	// DB selects the database (single and sentinel modes); 0 keeps the
+	// URL's.
+	DB int
+
+	// TLS turns TLS on without a rediss:// URL (for Addrs). TLS is also
+	// on when the URL's scheme is rediss or any of the fields below is
+	// set.
+	TLS bool
+	// CAFile is a PEM file of the authorities the server's certificate
+	// must chain to; empty means the system's pool.
+	CAFile string
+	// CertFile and KeyFile are the client certificate and key (PEM), for
+	// servers that require client certificates.
+	CertFile string
+	KeyFile  string
+	// ServerName overrides the name the server's certificate is checked
+	// against (default: the host dialed).
+	ServerName string
+	// InsecureSkipVerify disables verification of the server's
+	// certificate. For tests only.
+	InsecureSkipVerify bool
+
+	// PoolSize is the number of connections per node (default: go-redis's
+	// 10 per CPU).
+	PoolSize int
+	// DialTimeout, ReadTimeout and WriteTimeout bound one dial, read and
+	// write; each call is also bounded by Timeout.
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// Timeout bounds each Apply, round trips, retries and cluster
+	// refunds included (default DefaultTimeout).
+	Timeout time.Duration
+
+	// ClientTime makes the script use the now passed to Apply. When false
+	// (the default) the script reads the Redis server's TIME, so that
+	// envoy-rls replicas whose clocks disagree still share windows and
+	// buckets; the now passed to Apply is then ignored. Tests that drive
+	// time, such as the shared strategy tables, need true.
+	ClientTime bool
+	// ExpirySlack keeps every state this much longer in Redis than the
+	// TTL its decision asks for. Redis expires keys on its own clock,
+	// while with ClientTime the TTL is measured on the callers' clocks,
+	// which may disagree with each other and with Redis (or, in tests,
+	// run apart from real time); a state kept after its TTL behaves as a
+	// fresh key, so the slack costs memory only. Zero means none with
+	// server time and DefaultClientTimeSlack with ClientTime.
+	ExpirySlack time.Duration
+}
+
+// DefaultClientTimeSlack is the ExpirySlack of a Store with ClientTime
+// when Options.ExpirySlack is zero.
+const DefaultClientTimeSlack = time.Second
+
+// mode returns the effective mode.
+func (o Options) mode() string {
+	if o.Mode == "" {
+		return ModeSingle
+	}
+	return o.Mode
+}
+
+// tlsWanted reports whether any TLS option is set.
+func (o Options) tlsWanted() bool {
+	return o.TLS || o.CAFile != "" || o.CertFile != "" || o.KeyFile != "" || o.ServerName != "" || o.InsecureSkipVerify
+}
+
+// tlsConfig returns base (the URL's TLS configuration, possibly nil)
+// completed with the TLS options, or base unchanged when none is set.
+func (o Options) tlsConfig(base *tls.Config) (*tls.Config, error) {
+	if !o.tlsWanted() {
+		return base, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		conf = base.Clone()
+	}
+	var errs []error
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ca_file: %w", err))
+		} else {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, fmt.Errorf("ca_file %s: no PEM certificate found", o.CAFile))
+			}
+			conf.RootCAs = pool
+		}
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("cert_file and key_file must be set together"))
+	} else if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client certificate: %w", err))
+		} else {
+			conf.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if o.ServerName != "" {
+		conf.ServerName = o.ServerName
+	}
+	if o.InsecureSkipVerify {
+		conf.InsecureSkipVerify = true
+	}
+	return conf, errors.Join(errs...)
+}
+
+// newClient builds the go-redis client the options describe. It does not
+// connect: go-redis dials lazily, so a store whose server is down can be
+// created and starts working when the server comes up.
+func (o Options) newClient() (rediser, bool, error) {
+	var errs []error
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout must not be negative, got %v", o.Timeout))
+	}
+	if o.ExpirySlack < 0 {
+		errs = append(errs, fmt.Errorf("expiry_slack must not be negative, got %v", o.ExpirySlack))
+	}
+	if o.PoolSize < 0 {
+		errs = append(errs, fmt.Errorf("pool_size must not be negative, got %d", o.PoolSize))
+	}
+	if o.DB < 0 {
+		errs = append(errs, fmt.Errorf("db must not be negative, got %d", o.DB))
+	}
+	switch o.mode() {
+	case ModeSingle:
+		c, err := o.single()
+		return c, false, errors.Join(append(errs, err)...)
+	case ModeSentinel:
+		c, err := o.sentinel()
+		return c, false, errors.Join(append(errs, err)...)
+	case ModeCluster:
+		c, err := o.cluster()
+		return c, true, errors.Join(append(errs, err)...)
+	}
+	errs = append(errs, fmt.Errorf("unknown mode %q (want %s, %s or %s)", o.Mode, ModeSingle, ModeSentinel, ModeCluster))
+	return nil, false, errors.Join(errs...)
+}
+
+func (o Options) single() (rediser, error) {
+	ro := &redis.Options{}
+	if o.URL != "" {
+		var err error
+		if ro, err = redis.ParseURL(o.URL); err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+	}
+	switch {
+	case len(o.Addrs) == 1:
+		ro.Addr = o.Addrs[0]
+	case len(o.Addrs) > 1:
+		return nil, fmt.Errorf("single mode takes one address, got %d (use mode cluster or sentinel)", len(o.Addrs))
+	case o.URL == "":
+		return nil, errors.New("single mode needs a url or an address")
+	}
+	if o.Username != "" {
+		ro.Username = o.Username
+	}
+	if o.Password != "" {
+		ro.Password = o.Password
+	}
+	if o.DB != 0 {
+		ro.DB = o.DB
+	}
+	conf, err := o.tlsConfig(ro.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	ro.TLSConfig = conf
+	ro.PoolSize = o.PoolSize
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
+	ro.ContextTimeoutEnabled = true
+	ro.MaxRetries = -1 // a script that may have run must not run twice
+	return redis.NewClient(ro), nil
+}
+
+func (o Options) sentinel() (rediser, error) {
+	fo := &redis.FailoverOptions{}
+	if o.URL != "" {
+		var err error
+		if fo, err = redis.ParseFailoverURL(o.URL); err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+	}
+	if len(o.Addrs) > 0 {
+		fo.SentinelAddrs = append([]string(nil), o.Addrs...)
+	}
+	if len(fo.SentinelAddrs) == 0 {
+		return nil, errors.New("sentinel mode needs the sentinels' addresses")
+	}
+	if o.MasterName != "" {
+		fo.MasterName = o.MasterName
+	}
+	if fo.MasterName == "" {
+		return nil, errors.New("sentinel mode needs master_name")
+	}
+	if o.Username != "" {
+		fo.Username = o.Username
+	}
+	if o.Password != "" {
+		fo.Password = o.Password
+	}
+	if o.SentinelUsername != "" {
+		fo.SentinelUsername = o.SentinelUsername
+	}
+	if o.SentinelPassword != "" {
+		fo.SentinelPassword = o.SentinelPassword
+	}
+	if o.DB != 0 {
+		fo.DB = o.DB
+	}
+	conf, err := o.tlsConfig(fo.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	fo.TLSConfig = conf
+	fo.PoolSize = o.PoolSize
+	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
+	fo.ContextTimeoutEnabled = true
+	fo.MaxRetries = -1
+	return redis.NewFailoverClient(fo), nil
+}
+
+func (o Options) cluster() (rediser, error) {
+	co := &redis.ClusterOptions{}
+	if o.URL != "" {
+		var err error
+		if co, err = redis.ParseClusterURL(o.URL); err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+	}
+	if len(o.Addrs) > 0 {
+		co.Addrs = append([]string(nil), o.Addrs...)
+	}
+	if len(co.Addrs) == 0 {
+		return nil, errors.New("cluster mode needs the nodes' addresses")
+	}
+	if o.DB != 0 {
+		return nil, errors.New("cluster mode has only database 0")
+	}
+	if o.Username != "" {
+		co.Username = o.Username
+	}
+	if o.Password != "" {
+		co.Password = o.Password
+	}
+	conf, err := o.tlsConfig(co.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	co.TLSConfig = conf
+	co.PoolSize = o.PoolSize
+	co.DialTimeout, co.ReadTimeout, co.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
+	co.ContextTimeoutEnabled = true
+	co.MaxRetries = -1
+	return redis.NewClusterClient(co), nil
+}
