@@ -153,7 +153,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	}
 	defer lis.close()
 
-	raw, err := newStore(ctx, s)
+	raw, err := newStore(ctx, s, log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memcachestore"
@@ -14,11 +17,12 @@ import (
 
 // newStore builds the store the settings select. It does not wait for a
 // remote store to answer: the service starts while its store is down.
-func newStore(ctx context.Context, s settings.Serve) (limiter.Store, error) {
+func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.Store, error) {
 	switch s.Store {
 	case "memory":
 		return memory.New(memory.Options{MaxKeys: s.MemoryMaxKeys}), nil
 	case "redis":
+		useRedisLogger(log)
 		st, err := redisstore.New(ctx, redisstore.Options{
 			Mode:       s.RedisMode,
 			URL:        s.RedisURL,
@@ -59,4 +63,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// redisLogger routes go-redis's own messages (dial failures while Redis
+// is down, for instance) to zap at debug level: the store's errors already
+// reach the log once, through the circuit breaker and health watcher.
+type redisLogger struct{ log *zap.SugaredLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.log.Debugf(format, v...) }
+
+// useRedisLogger installs l as go-redis's process-wide logger.
+func useRedisLogger(l *zap.Logger) {
+	redis.SetLogger(redisLogger{log: l.Named("go-redis").Sugar()})
 }
