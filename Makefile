@@ -37,3 +37,33 @@ bench:
 
 clean:
 	rm -rf bin
+
+# --- deployment checks (also part of `go test ./...`, hence of make test) ---
+HELM_KUBE_VERSION ?= 1.31.0
+
+.PHONY: helm-lint helm-test docker-lint image-build-check deploy-test
+
+## helm-lint: helm lint --strict and helm template of the chart with each ci/ values file (installs helm when missing)
+helm-lint:
+	@helm=$$(test/deploy/scripts/ensure-helm.sh) && \
+	for f in helm/envoy-rls/ci/*-values.yaml; do \
+		echo "helm lint/template -f $$f"; \
+		$$helm lint --strict --quiet helm/envoy-rls -f $$f && \
+		$$helm template rls helm/envoy-rls --kube-version $(HELM_KUBE_VERSION) -f $$f > /dev/null || exit 1; \
+	done
+
+## helm-test: strict decoding of every rendered manifest into Kubernetes API types, the schema's negative cases
+helm-test: helm-lint
+	$(GO) test -count=1 ./test/deploy/helmtest/
+
+## docker-lint: lint the Dockerfile offline with dockerfile-utils (installed from npm when missing)
+docker-lint:
+	test/deploy/scripts/dockerfile-lint.sh
+
+## image-build-check: build with the Dockerfile's exact go build line; check static, stripped, version, healthcheck, .dockerignore
+image-build-check:
+	$(GO) test -count=1 -run 'Dockerfile|Dockerignore' ./test/deploy/
+
+## deploy-test: every deployment test (Dockerfile, chart, Envoy, Istio, Compose)
+deploy-test: docker-lint helm-lint
+	$(GO) test -count=1 ./test/deploy/...

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -83,19 +84,16 @@ func (l *listeners) close() {
 // grpcOptions builds the gRPC server's options: TLS (reloaded when the
 // files change), keepalive, connection age, message size.
 func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
-	opts := []grpc.ServerOption{
+	opts := append(server.GRPCOptions(),
 		grpc.MaxRecvMsgSize(s.GRPCMaxRecvBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  s.GRPCKeepalive,
 			Timeout:               10 * time.Second,
-			MaxConnectionAge:      s.GRPCMaxConnAge,
+			MaxConnectionAge:      connAge(s.GRPCMaxConnAge),
 			MaxConnectionAgeGrace: 30 * time.Second,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}
-	if s.GRPCMaxConnAge == 0 {
-		opts[1] = grpc.KeepaliveParams(keepalive.ServerParameters{Time: s.GRPCKeepalive, Timeout: 10 * time.Second})
-	}
+	)
 	if s.GRPCTLSCert != "" {
 		tf, err := tlsfiles.NewServer(tlsfiles.Files{CertFile: s.GRPCTLSCert, KeyFile: s.GRPCTLSKey, ClientCAFile: s.GRPCTLSClientCA},
 			func(err error) {
@@ -107,6 +105,14 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tf.Config())))
 	}
 	return opts, nil
+}
+
+// connAge maps the flag's 0 ("never") to gRPC's infinity.
+func connAge(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	return d
 }
 
 // Run serves until ctx is done, then shuts down gracefully: health turns

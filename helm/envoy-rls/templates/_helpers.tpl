@@ -58,7 +58,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The rule files as they go into the ConfigMap (text kept, objects rendered). */}}
 {{- define "envoy-rls.rulesData" -}}
-{{- range $file, $rules := .Values.rules }}
+{{- $rules := .Values.rules }}
+{{- if not $rules }}
+{{- $rules = dict "ratelimit.yaml" (.Files.Get "files/ratelimit.yaml") }}
+{{- end }}
+{{- range $file, $rules := $rules }}
 {{ $file }}: |
 {{- if kindIs "string" $rules }}
 {{ $rules | trimSuffix "\n" | indent 2 }}
@@ -222,9 +226,6 @@ serve
 {{- end }}
 {{- if and .Values.server.grpc.tls.enabled (not .Values.server.grpc.tls.existingSecret) }}
 {{- fail "server.grpc.tls.enabled needs server.grpc.tls.existingSecret (tls.crt, tls.key and, for clientAuth, ca.crt)" }}
-{{- end }}
-{{- if and (not .Values.existingConfigMap) (not .Values.rules) }}
-{{- fail "set rules or existingConfigMap" }}
 {{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
