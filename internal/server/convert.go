@@ -154,9 +154,11 @@ func response(over bool, st []limiter.Status) *rlsv3.RateLimitResponse {
 	if over {
 		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
-	// One backing array for every status keeps a response to a handful of
-	// allocations whatever the number of descriptors.
+	// One backing array per kind of message keeps a response to a handful
+	// of allocations whatever the number of descriptors.
 	backing := make([]rlsv3.RateLimitResponse_DescriptorStatus, len(st))
+	var limits []rlsv3.RateLimitResponse_RateLimit
+	var durs []durationpb.Duration
 	for i := range st {
 		ds := &backing[i]
 		ds.Code = rlsv3.RateLimitResponse_OK
@@ -165,21 +167,24 @@ func response(over bool, st []limiter.Status) *rlsv3.RateLimitResponse {
 		}
 		ds.LimitRemaining = st[i].Remaining
 		if rl := st[i].Limit; rl != nil {
-			ds.CurrentLimit = currentLimit(rl)
-			ds.DurationUntilReset = durationpb.New(0)
-			ds.DurationUntilReset.Seconds = ceilSeconds(st[i].Reset)
+			if limits == nil {
+				limits = make([]rlsv3.RateLimitResponse_RateLimit, len(st))
+				durs = make([]durationpb.Duration, len(st))
+			}
+			ds.CurrentLimit = fillLimit(&limits[i], rl)
+			durs[i].Seconds = ceilSeconds(st[i].Reset)
+			ds.DurationUntilReset = &durs[i]
 		}
 		resp.Statuses[i] = ds
 	}
 	return resp
 }
 
-func currentLimit(rl *descriptors.RateLimit) *rlsv3.RateLimitResponse_RateLimit {
-	cl := &rlsv3.RateLimitResponse_RateLimit{
-		Name:            rl.Name,
-		RequestsPerUnit: rl.RequestsPerUnit,
-		Unit:            rlsv3.RateLimitResponse_RateLimit_Unit(rl.Unit),
-	}
+// fillLimit fills cl with the current_limit of rl and returns it.
+func fillLimit(cl *rlsv3.RateLimitResponse_RateLimit, rl *descriptors.RateLimit) *rlsv3.RateLimitResponse_RateLimit {
+	cl.Name = rl.Name
+	cl.RequestsPerUnit = rl.RequestsPerUnit
+	cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(rl.Unit)
 	if rl.UnitMultiplier > 1 {
 		cl.UnitMultiplier = wrapperspb.UInt32(rl.UnitMultiplier)
 	}
