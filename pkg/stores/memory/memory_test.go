@@ -93,10 +93,25 @@ func TestSweeperRuns(t *testing.T) {
 	}
 }
 
+// settledGoroutines waits until the number of goroutines stops falling
+// (goroutines of earlier tests finishing) and returns it.
+func settledGoroutines() int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 100; i++ {
+		time.Sleep(10 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m >= n {
+			return m
+		}
+		n = m
+	}
+	return n
+}
+
 // TestCloseStopsSweeper: Close waits for the sweeper; no goroutine is
 // left behind.
 func TestCloseStopsSweeper(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before := settledGoroutines()
 	stores := make([]*memory.Store, 20)
 	for i := range stores {
 		stores[i] = memory.New(memory.Options{SweepInterval: time.Millisecond})
@@ -111,6 +126,12 @@ func TestCloseStopsSweeper(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
+	}
+	// Goroutines of earlier tests may still be finishing: allow them to
+	// settle, but the sweepers must be gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("goroutines: %d before, %d after Close", before, after)
