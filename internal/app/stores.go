@@ -24,20 +24,23 @@ func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.S
 	case "redis":
 		useRedisLogger(log)
 		st, err := redisstore.New(ctx, redisstore.Options{
-			Mode:       s.RedisMode,
-			URL:        s.RedisURL,
-			Addrs:      splitList(s.RedisAddrs),
-			MasterName: s.RedisMaster,
-			Username:   s.RedisUsername,
-			Password:   s.RedisPassword,
-			DB:         s.RedisDB,
-			CAFile:     s.RedisTLSCA,
-			CertFile:   s.RedisTLSCert,
-			KeyFile:    s.RedisTLSKey,
-			ServerName: s.RedisTLSServerName,
-			PoolSize:   s.RedisPoolSize,
-			Timeout:    s.StoreTimeout,
-			ClientTime: !s.RedisServerTime,
+			Mode:        s.RedisMode,
+			URL:         s.RedisURL,
+			Addrs:       splitList(s.RedisAddrs),
+			MasterName:  s.RedisMaster,
+			Username:    s.RedisUsername,
+			Password:    s.RedisPassword,
+			DB:          s.RedisDB,
+			CAFile:      s.RedisTLSCA,
+			CertFile:    s.RedisTLSCert,
+			KeyFile:     s.RedisTLSKey,
+			ServerName:  s.RedisTLSServerName,
+			PoolSize:    s.RedisPoolSize,
+			Timeout:     s.StoreTimeout,
+			ClientTime:  !s.RedisServerTime,
+			Pipelines:   s.RedisPipelines,
+			MaxBatch:    s.RedisMaxBatch,
+			BatchWindow: s.RedisBatchWindow,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: redis store: %w", err)

@@ -46,6 +46,9 @@ type Serve struct {
 	RedisTLSServerName string
 	RedisPoolSize      int
 	RedisServerTime    bool
+	RedisPipelines     int
+	RedisMaxBatch      int
+	RedisBatchWindow   time.Duration
 
 	MemcachedServers string
 
@@ -108,6 +111,9 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.RedisTLSServerName, "redis-tls-server-name", "", "redis: server name to verify")
 	fs.IntVar(&s.RedisPoolSize, "redis-pool-size", 0, "redis: connections per node (0: go-redis's default)")
 	fs.BoolVar(&s.RedisServerTime, "redis-server-time", true, "redis: take the time from Redis (TIME) so replicas with skewed clocks agree; false uses this replica's clock")
+	fs.IntVar(&s.RedisPipelines, "redis-pipelines", 2, "redis: batches of requests in flight at once (single and sentinel modes)")
+	fs.IntVar(&s.RedisMaxBatch, "redis-max-batch", 128, "redis: most requests sent in one pipeline; 1 turns cross-request batching off")
+	fs.DurationVar(&s.RedisBatchWindow, "redis-batch-window", 0, "redis: how long to wait for more requests before sending a batch (0: send at once when idle, batch while busy)")
 	fs.StringVar(&s.MemcachedServers, "memcached-servers", "", "memcached: comma-separated host:port list (client-side hashing)")
 
 	fs.BoolVar(&s.ShadowMode, "shadow-mode", false, "global shadow mode: count and report, but answer overall_code OK")
@@ -208,6 +214,9 @@ func (s Serve) Validate() error {
 			}
 		default:
 			bad("--redis-mode %q: want single, sentinel or cluster", s.RedisMode)
+		}
+		if s.RedisPipelines <= 0 || s.RedisMaxBatch <= 0 || s.RedisBatchWindow < 0 {
+			bad("--redis-pipelines and --redis-max-batch must be positive, --redis-batch-window not negative")
 		}
 		if (s.RedisTLSCert == "") != (s.RedisTLSKey == "") {
 			bad("--redis-tls-cert and --redis-tls-key go together")

@@ -95,41 +95,69 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 
 func TestOneRoundTripPerApply(t *testing.T) {
-	srv := testservers.Redis(t)
-	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
-	defer s.Close()
-	hook := &countHook{}
-	s.client.(*redis.Client).AddHook(hook)
+	for _, tc := range []struct {
+		name, cmd string
+		opts      Options
+	}{
+		{"fcall", "fcall", Options{}},
+		{"evalsha", "evalsha", Options{EvalScripts: true}},
+		{"unbatched", "fcall", Options{MaxBatch: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testservers.Redis(t)
+			opts := tc.opts
+			opts.URL, opts.ClientTime, opts.Timeout = srv.URL(), true, testTimeout
+			s := open(t, opts)
+			defer s.Close()
+			hook := &countHook{}
+			s.client.(*redis.Client).AddHook(hook)
 
-	ops := allStrategyOps(t, "rt:")
-	mustApply(t, s, now0, ops...) // loads the script (EVALSHA, NOSCRIPT, EVAL)
-	evalsha, eval, calls := commandCalls(t, srv, "evalsha"), commandCalls(t, srv, "eval"), hook.calls.Load()
-	const applies = 5
-	for i := range applies {
-		mustApply(t, s, now0+int64(i), ops...)
-	}
-	if got := commandCalls(t, srv, "evalsha") - evalsha; got != applies {
-		t.Errorf("%d Apply calls of %d ops each ran EVALSHA %d times, want %d", applies, len(ops), got, applies)
-	}
-	if got := commandCalls(t, srv, "eval") - eval; got != 0 {
-		t.Errorf("EVAL ran %d times after the script was loaded", got)
-	}
-	if got := hook.calls.Load() - calls; got != applies {
-		t.Errorf("%d Apply calls sent %d commands, want one each", applies, got)
+			ops := allStrategyOps(t, "rt:")
+			mustApply(t, s, now0, ops...) // loads the script or function
+			calls0, eval, hooked := commandCalls(t, srv, tc.cmd), commandCalls(t, srv, "eval"), hook.calls.Load()
+			const applies = 5
+			for i := range applies {
+				mustApply(t, s, now0+int64(i), ops...)
+			}
+			if got := commandCalls(t, srv, tc.cmd) - calls0; got != applies {
+				t.Errorf("%d Apply calls of %d ops each ran %s %d times, want %d", applies, len(ops), tc.cmd, got, applies)
+			}
+			if got := commandCalls(t, srv, "eval") - eval; got != 0 {
+				t.Errorf("EVAL ran %d times after the script was loaded", got)
+			}
+			if got := hook.calls.Load() - hooked; got != applies {
+				t.Errorf("%d Apply calls sent %d commands, want one each", applies, got)
+			}
+		})
 	}
 }
 
 func TestNoScriptReload(t *testing.T) {
-	srv := testservers.Redis(t)
-	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
-	defer s.Close()
-	o := mkOp(t, "noscript", "fixed_window", strategies.Limit{Requests: 5, Period: strategies.Hour}, 1)
-	mustApply(t, s, now0, o)
-	if _, err := srv.Do("SCRIPT", "FLUSH"); err != nil {
-		t.Fatalf("SCRIPT FLUSH: %v", err)
-	}
-	if d := mustApply(t, s, now0, o)[0]; !d.Allowed || d.Remaining != 3 {
-		t.Fatalf("after SCRIPT FLUSH: %+v, want allowed with Remaining 3", d)
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		flush []string
+	}{
+		{"script", Options{EvalScripts: true}, []string{"SCRIPT", "FLUSH"}},
+		{"script/unbatched", Options{EvalScripts: true, MaxBatch: 1}, []string{"SCRIPT", "FLUSH"}},
+		{"function", Options{}, []string{"FUNCTION", "FLUSH"}},
+		{"function/unbatched", Options{MaxBatch: 1}, []string{"FUNCTION", "FLUSH"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testservers.Redis(t)
+			opts := tc.opts
+			opts.URL, opts.ClientTime, opts.Timeout = srv.URL(), true, testTimeout
+			s := open(t, opts)
+			defer s.Close()
+			o := mkOp(t, "noscript", "fixed_window", strategies.Limit{Requests: 5, Period: strategies.Hour}, 1)
+			mustApply(t, s, now0, o)
+			if _, err := srv.Do(tc.flush...); err != nil {
+				t.Fatalf("%v: %v", tc.flush, err)
+			}
+			if d := mustApply(t, s, now0, o)[0]; !d.Allowed || d.Remaining != 3 {
+				t.Fatalf("after %v: %+v, want allowed with Remaining 3", tc.flush, d)
+			}
+		})
 	}
 }
 
@@ -365,6 +393,7 @@ func TestOptionsErrors(t *testing.T) {
 		{"nothing", Options{}, []string{"needs a url or an address"}},
 		{"mode", Options{Mode: "ring", Addrs: []string{"x:1"}}, []string{`unknown mode "ring"`}},
 		{"several", Options{Addrs: []string{"a:1", "b:1"}, Timeout: -1, PoolSize: -2}, []string{"one address", "timeout must not be negative", "pool_size"}},
+		{"batching", Options{Addrs: []string{"a:1"}, Pipelines: -1, MaxBatch: -1, BatchWindow: -1}, []string{"pipelines", "max_batch", "batch_window"}},
 		{"sentinel", Options{Mode: ModeSentinel, Addrs: []string{"a:1"}}, []string{"master_name"}},
 		{"cluster", Options{Mode: ModeCluster}, []string{"nodes' addresses"}},
 		{"url", Options{URL: "http://x"}, []string{"url"}},

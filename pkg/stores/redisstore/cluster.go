@@ -13,9 +13,8 @@ import (
 type slotGroup struct {
 	slot  uint16
 	idx   []int // indexes in the call's ops
-	keys  []string
 	ops   []limiter.Op
-	args  []any
+	call  *call
 	out   []strategies.Decision
 	err   error
 	vetos bool // refused an op that is not Independent and has Hits > 0
@@ -24,18 +23,28 @@ type slotGroup struct {
 // applyCluster implements Apply in cluster mode; see Apply.
 func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	groups := groupBySlot(ops)
+	defer func() {
+		for _, g := range groups {
+			if g.call != nil {
+				s.putCall(g.call)
+			}
+		}
+	}()
 	for _, g := range groups {
 		// Build every group's arguments before any I/O, so that a bad op
 		// fails the call before anything is consumed.
-		args, err := s.args(now, g.ops, nil)
+		c, err := s.getCall(now, g.ops, nil)
 		if err != nil {
 			return err
 		}
-		g.args = args
+		g.call = c
 		g.out = make([]strategies.Decision, len(g.ops))
 	}
 	s.parallel(ctx, groups, func(ctx context.Context, g *slotGroup) error {
-		return s.run(ctx, g.keys, g.args, g.out)
+		if err := s.run(ctx, g.call); err != nil {
+			return err
+		}
+		return decode(g.call, g.out)
 	})
 	var firstErr error
 	veto := false
@@ -89,26 +98,29 @@ func (s *Store) refund(ctx context.Context, now int64, groups []*slotGroup) {
 		// check, so that each check sees all the refunds.
 		var ops []limiter.Op
 		var hits []int64
-		var keys []string
 		var checks []int // index in g.ops of each check
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits > 0 && g.out[j].Allowed {
-				ops, hits, keys = append(ops, op), append(hits, -op.Hits), append(keys, op.Key)
+				ops, hits = append(ops, op), append(hits, -op.Hits)
 			}
 		}
 		nRefunds := len(ops)
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits == 0 || (op.Hits > 0 && g.out[j].Allowed) {
-				ops, hits, keys = append(ops, op), append(hits, 0), append(keys, op.Key)
+				ops, hits = append(ops, op), append(hits, 0)
 				checks = append(checks, j)
 			}
 		}
-		args, err := s.args(now, ops, hits)
+		c, err := s.getCall(now, ops, hits)
 		if err != nil {
 			return err
 		}
+		defer s.putCall(c)
 		res := make([]strategies.Decision, len(ops))
-		if err := s.run(ctx, keys, args, res); err != nil {
+		if err := s.run(ctx, c); err != nil {
+			return err
+		}
+		if err := decode(c, res); err != nil {
 			return err
 		}
 		for c, j := range checks {
@@ -162,7 +174,6 @@ func groupBySlot(ops []limiter.Op) []*slotGroup {
 			groups = append(groups, g)
 		}
 		g.idx = append(g.idx, i)
-		g.keys = append(g.keys, ops[i].Key)
 		g.ops = append(g.ops, ops[i])
 	}
 	return groups

@@ -1,4 +1,5 @@
--- dispatch.lua is the body of the Redis store's script. It runs after the
+-- dispatch.lua is the body of the Redis store's script (or of the function
+-- of its library, whose parameters are named KEYS and ARGV). It runs after the
 -- strategies' prelude and the STEPS table (see script.go), and applies
 -- the ops of one Store.Apply call atomically, exactly as the memory store
 -- does.

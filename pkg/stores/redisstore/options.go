@@ -92,6 +92,35 @@ type Options struct {
 	// buckets; the now passed to Apply is then ignored. Tests that drive
 	// time, such as the shared strategy tables, need true.
 	ClientTime bool
+	// Pipelines is the number of batches a Store has in flight at once in
+	// single and sentinel modes: the number of goroutines (each using one
+	// connection at a time) that send the Apply calls waiting in the
+	// store's queue to Redis as one pipeline. Zero means
+	// DefaultPipelines. Ignored when MaxBatch is 1 and in cluster mode.
+	Pipelines int
+	// MaxBatch is the largest number of Apply calls sent in one pipeline
+	// in single and sentinel modes; each call is still one EVALSHA, atomic
+	// on its own. Zero means DefaultMaxBatch. 1 disables batching: every
+	// Apply then sends its own EVALSHA from its own goroutine on its own
+	// pooled connection. Cluster mode never batches across calls.
+	MaxBatch int
+	// BatchWindow is how long a pipeline goroutine that has taken a call
+	// waits for more before sending (up to MaxBatch). Zero, the default,
+	// is natural batching: a call is sent at once when a pipeline
+	// goroutine is idle, and calls that arrive while every one is busy
+	// wait and go together in the next pipeline.
+	BatchWindow time.Duration
+
+	// EvalScripts makes the store run its script with EVALSHA even on
+	// servers that have Redis 7 functions. By default, in single and
+	// sentinel modes, the script is loaded as a function library (FUNCTION
+	// LOAD; the library's name carries a hash of its code) and called with
+	// FCALL, which spares the server setting the strategies' code up on
+	// every call; servers before Redis 7, or whose ACL denies FUNCTION,
+	// make the store fall back to EVALSHA on its own. Cluster mode always
+	// uses EVALSHA.
+	EvalScripts bool
+
 	// ExpirySlack keeps every state this much longer in Redis than the
 	// TTL its decision asks for. Redis expires keys on its own clock,
 	// while with ClientTime the TTL is measured on the callers' clocks,
@@ -101,6 +130,14 @@ type Options struct {
 	// server time and DefaultClientTimeSlack with ClientTime.
 	ExpirySlack time.Duration
 }
+
+// DefaultPipelines is the number of pipelines in flight at once when
+// Options.Pipelines is zero.
+const DefaultPipelines = 2
+
+// DefaultMaxBatch is the largest batch of Apply calls per pipeline when
+// Options.MaxBatch is zero.
+const DefaultMaxBatch = 128
 
 // DefaultClientTimeSlack is the ExpirySlack of a Store with ClientTime
 // when Options.ExpirySlack is zero.
@@ -174,6 +211,15 @@ func (o Options) newClient() (rediser, bool, error) {
 	}
 	if o.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("pool_size must not be negative, got %d", o.PoolSize))
+	}
+	if o.Pipelines < 0 {
+		errs = append(errs, fmt.Errorf("pipelines must not be negative, got %d", o.Pipelines))
+	}
+	if o.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("max_batch must not be negative, got %d", o.MaxBatch))
+	}
+	if o.BatchWindow < 0 {
+		errs = append(errs, fmt.Errorf("batch_window must not be negative, got %v", o.BatchWindow))
 	}
 	if o.DB < 0 {
 		errs = append(errs, fmt.Errorf("db must not be negative, got %d", o.DB))

@@ -5,10 +5,25 @@
 // (strategies.LuaStrategy), the same integer math as its Go Step. One
 // script, built at New from the strategies' Lua sources, applies all ops
 // of an Apply call at once: on a single node or a sentinel-managed master
-// an Apply is one EVALSHA round trip (plus one EVAL when the server does
-// not know the script yet), atomic across its keys, with the
+// an Apply is one script call, atomic across its keys, with the
 // all-or-nothing rule applied inside the script exactly as the memory
 // store applies it.
+//
+// On a single node or sentinel-managed master, Apply calls made
+// concurrently share round trips: a few pipeline goroutines owned by the
+// Store (Options.Pipelines) take the calls waiting in a queue and send
+// them together as one pipeline of EVALSHA commands, one command per
+// call, so each call stays atomic on its own (see Options.MaxBatch and
+// Options.BatchWindow).
+//
+// On Redis 7 and later, in single and sentinel modes, the script is a
+// function library, loaded once by FUNCTION LOAD and called with FCALL, so
+// that the strategies' Lua code is compiled and set up once per load
+// instead of once per call; before Redis 7 (or when Options.EvalScripts
+// is set, and always in cluster mode) it runs with EVALSHA. A server that
+// lacks the script or function (after a restart, FLUSHALL of the script
+// cache, FUNCTION FLUSH, a failover to a fresh master) gets it again at
+// the next call, which then runs.
 //
 // In a cluster the keys of one call may live on different nodes, so the
 // script runs once per hash slot, in parallel; see Store.Apply for how
@@ -19,7 +34,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,12 +54,13 @@ var (
 // errors also wrap limiter.ErrUnavailable.
 var ErrClosed = errors.New("redisstore: store closed")
 
-// rediser is what the store needs of a go-redis client: running scripts,
-// pinging and closing. *redis.Client (single node and sentinel) and
-// *redis.ClusterClient satisfy it.
+// rediser is what the store needs of a go-redis client: running
+// commands, pinging and closing. *redis.Client (single node and sentinel)
+// and *redis.ClusterClient satisfy it.
 type rediser interface {
-	redis.Scripter
+	Process(ctx context.Context, cmd redis.Cmder) error
 	Ping(ctx context.Context) *redis.StatusCmd
+	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
 	Close() error
 }
 
@@ -55,15 +73,22 @@ const argsPerOp = 9
 
 // Store is a limiter.Store in Redis. Create it with New; the zero value is
 // not usable. A Store is safe for concurrent use; Close releases its
-// connections.
+// connections and stops its goroutines.
 type Store struct {
 	client     rediser
 	cluster    *redis.ClusterClient // non-nil in cluster mode
-	script     *redis.Script
+	single     *redis.Client        // non-nil in single and sentinel modes
+	scripts    *scripts
+	sha        any              // SHA1 of scripts.eval (a string), boxed once
+	fn         any              // scripts.fn, boxed once
+	fcall      atomic.Bool      // run the script with FCALL, not EVALSHA
 	ids        map[string]int64 // strategy name → id in the script
 	timeout    time.Duration
 	clientTime bool
 	slackMs    int64 // ExpirySlack in whole milliseconds
+
+	batch *batcher // nil when Apply calls are not batched
+	calls sync.Pool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,7 +102,7 @@ type Store struct {
 // every problem of opts at once.
 func New(ctx context.Context, opts Options) (*Store, error) {
 	_ = ctx // New does no I/O (see above); ctx is part of the signature for callers that pass one everywhere
-	client, isCluster, err := opts.newClient()
+	client, _, err := opts.newClient()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
@@ -86,15 +111,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		_ = client.Close()
 		return nil, err
 	}
-	if isCluster {
-		s.cluster = client.(*redis.ClusterClient)
-	}
 	return s, nil
 }
 
-// newStore returns a Store around client.
+// newStore returns a Store around client, a *redis.Client (whose Apply
+// calls are batched unless opts.MaxBatch is 1) or a *redis.ClusterClient.
 func newStore(client rediser, opts Options) (*Store, error) {
-	src, ids, err := buildScript()
+	sc, err := buildScripts()
 	if err != nil {
 		return nil, err
 	}
@@ -106,22 +129,159 @@ func newStore(client rediser, opts Options) (*Store, error) {
 	if slack == 0 && opts.ClientTime {
 		slack = DefaultClientTimeSlack
 	}
-	return &Store{
+	s := &Store{
 		slackMs:    (slack + time.Millisecond - 1).Milliseconds(),
 		client:     client,
-		script:     redis.NewScript(src),
-		ids:        ids,
+		scripts:    sc,
+		sha:        redis.NewScript(sc.eval).Hash(),
+		fn:         sc.fn,
+		ids:        sc.ids,
 		timeout:    timeout,
 		clientTime: opts.ClientTime,
 		closed:     make(chan struct{}),
-	}, nil
+	}
+	s.calls.New = func() any { return newCall() }
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		s.cluster = c
+	case *redis.Client:
+		s.single = c
+		s.fcall.Store(!opts.EvalScripts)
+		if opts.MaxBatch != 1 {
+			s.batch = startBatcher(s, c, opts)
+		}
+	}
+	return s, nil
+}
+
+// call is one script call: its arguments, built without boxing integers
+// (go-redis writes *string and *int64 arguments), and, once sent, its
+// result. A call is reused through Store.calls, except when its caller
+// gave up while a pipeline goroutine still held it.
+type call struct {
+	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the arguments
+	keys []string // the keys args point into
+	vals []int64  // the integer arguments args point into
+	n    int      // number of ops
+
+	res []int64 // the script's reply, once done
+	err error   // or the error of the call
+
+	done      chan struct{} // receives once the call is done (batched calls)
+	timer     *time.Timer   // bounds the caller's wait (batched calls)
+	abandoned atomic.Bool   // the caller has returned: do not send, drop the result
+}
+
+func newCall() *call {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &call{done: make(chan struct{}, 1), timer: t}
+}
+
+// getCall returns a call from the pool with its arguments built for ops
+// at now; hits, when not nil, replaces the ops' Hits.
+func (s *Store) getCall(now int64, ops []limiter.Op, hits []int64) (*call, error) {
+	c := s.calls.Get().(*call)
+	if err := s.build(c, now, ops, hits); err != nil {
+		s.calls.Put(c)
+		return nil, err
+	}
+	return c, nil
+}
+
+// putCall returns c, which no goroutine holds any more, to the pool.
+func (s *Store) putCall(c *call) {
+	c.res, c.err = nil, nil
+	clear(c.keys) // do not pin the caller's key strings
+	s.calls.Put(c)
+}
+
+// build fills c's arguments for ops at now; hits, when not nil, replaces
+// the ops' Hits.
+func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error {
+	n := len(ops)
+	nv := 2 + argsPerOp*n
+	if cap(c.keys) < n {
+		c.keys = make([]string, n)
+	}
+	if cap(c.vals) < nv {
+		c.vals = make([]int64, nv)
+	}
+	if cap(c.args) < 3+n+nv {
+		c.args = make([]any, 0, 3+n+nv)
+	}
+	keys, vals := c.keys[:n], c.vals[:nv]
+	if s.clientTime {
+		vals[0] = now
+	} else {
+		vals[0] = -1
+	}
+	vals[1] = s.slackMs
+	for i := range ops {
+		op := &ops[i]
+		if op.Strategy == nil {
+			return fmt.Errorf("redisstore: op %d (key %q) has no strategy", i, op.Key)
+		}
+		id, ok := s.ids[op.Strategy.Name()]
+		if !ok {
+			return fmt.Errorf("redisstore: strategy %q has no Lua runtime", op.Strategy.Name())
+		}
+		h := op.Hits
+		if hits != nil {
+			h = hits[i]
+		}
+		var indep int64
+		if op.Independent {
+			indep = 1
+		}
+		keys[i] = op.Key
+		lim := &op.Limit
+		v := vals[2+argsPerOp*i : 2+argsPerOp*(i+1)]
+		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] = id, lim.Requests, lim.Period, lim.Burst, lim.MaxDebt, lim.RateNum, lim.RateDen, h, indep
+	}
+	verb, name := s.verb()
+	args := append(c.args[:0], verb, name, n)
+	for i := range keys {
+		args = append(args, &keys[i])
+	}
+	for i := range vals {
+		args = append(args, &vals[i])
+	}
+	c.args, c.n = args, n
+	return nil
+}
+
+// decode writes the decisions of c's reply into out, which has one
+// element per op of c.
+func decode(c *call, out []strategies.Decision) error {
+	if len(c.res) != decisionWords*len(out) {
+		return fmt.Errorf("redisstore: script returned %d integers for %d ops: %w", len(c.res), len(out), limiter.ErrUnavailable)
+	}
+	for i := range out {
+		w := c.res[decisionWords*i : decisionWords*(i+1)]
+		out[i] = strategies.Decision{
+			Allowed:    w[0] == 1,
+			Exceeds:    w[1] == 1,
+			Remaining:  w[2],
+			Reset:      w[3],
+			RetryAfter: w[4],
+			TTL:        w[5],
+		}
+	}
+	return nil
 }
 
 // Apply implements limiter.Store. It is bounded by Options.Timeout (and
 // by ctx); errors reaching Redis wrap limiter.ErrUnavailable.
 //
 // On a single node or sentinel-managed master all ops go in one script
-// call, atomic across every key. In a cluster, the ops are grouped by
+// call, atomic across every key. Calls made concurrently share round
+// trips (see Options.MaxBatch): each is one EVALSHA of a pipeline that
+// carries the waiting calls of other goroutines too. A call whose
+// deadline passes returns at once, even when its pipeline is still in
+// flight; its script may still run.
+//
+// In a cluster, the ops are grouped by
 // hash slot (ops on one slot, hence every op on one key, stay together
 // and in order) and the groups run in parallel, each atomic on its own.
 // When a group refuses an op that is not Independent and has Hits > 0,
@@ -136,11 +296,11 @@ func newStore(client rediser, opts Options) (*Store, error) {
 // the consuming call and Apply still returns the refused op's decision
 // without error: the request is refused either way. When a group's call
 // fails, Apply refunds the groups that consumed (best effort) and returns
-// the error.
+// the error. Cluster calls are not batched across Apply calls.
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	select {
 	case <-s.closed:
-		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
+		return errClosed()
 	default:
 	}
 	if len(out) != len(ops) {
@@ -152,76 +312,114 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: %w: %w", limiter.ErrUnavailable, err)
 	}
+	if s.batch != nil {
+		return s.applyBatched(ctx, now, ops, out)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if s.cluster != nil {
 		return s.applyCluster(ctx, now, ops, out)
 	}
-	keys := make([]string, len(ops))
-	for i := range ops {
-		keys[i] = ops[i].Key
-	}
-	args, err := s.args(now, ops, nil)
+	c, err := s.getCall(now, ops, nil)
 	if err != nil {
 		return err
 	}
-	return s.run(ctx, keys, args, out)
+	defer s.putCall(c)
+	if err := s.run(ctx, c); err != nil {
+		return err
+	}
+	return decode(c, out)
 }
 
-// args returns the script arguments for ops at now; hits, when not nil,
-// replaces the ops' Hits.
-func (s *Store) args(now int64, ops []limiter.Op, hits []int64) ([]any, error) {
-	args := make([]any, 0, 2+argsPerOp*len(ops))
-	if s.clientTime {
-		args = append(args, now, s.slackMs)
-	} else {
-		args = append(args, int64(-1), s.slackMs)
-	}
-	for i := range ops {
-		op := &ops[i]
-		if op.Strategy == nil {
-			return nil, fmt.Errorf("redisstore: op %d (key %q) has no strategy", i, op.Key)
-		}
-		id, ok := s.ids[op.Strategy.Name()]
-		if !ok {
-			return nil, fmt.Errorf("redisstore: strategy %q has no Lua runtime", op.Strategy.Name())
-		}
-		h := op.Hits
-		if hits != nil {
-			h = hits[i]
-		}
-		indep := 0
-		if op.Independent {
-			indep = 1
-		}
-		lim := &op.Limit
-		args = append(args, id, lim.Requests, lim.Period, lim.Burst, lim.MaxDebt, lim.RateNum, lim.RateDen, h, indep)
-	}
-	return args, nil
+// errClosed returns the error of a call after Close.
+func errClosed() error {
+	return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
 }
 
-// run runs the script once on keys with args and decodes its decisions
-// into out, which has one element per key.
-func (s *Store) run(ctx context.Context, keys []string, args []any, out []strategies.Decision) error {
-	res, err := s.script.Run(ctx, s.client, keys, args...).Int64Slice()
-	if err != nil {
-		return unavailable(ctx, s.timeout, err)
+// verb returns the command that runs the script and its first argument:
+// FCALL and the function, or EVALSHA and the script's SHA1.
+func (s *Store) verb() (any, any) {
+	if s.fcall.Load() {
+		return "fcall", s.fn
 	}
-	if len(res) != decisionWords*len(out) {
-		return fmt.Errorf("redisstore: script returned %d integers for %d ops: %w", len(res), len(out), limiter.ErrUnavailable)
-	}
-	for i := range out {
-		w := res[decisionWords*i : decisionWords*(i+1)]
-		out[i] = strategies.Decision{
-			Allowed:    w[0] == 1,
-			Exceeds:    w[1] == 1,
-			Remaining:  w[2],
-			Reset:      w[3],
-			RetryAfter: w[4],
-			TTL:        w[5],
+	return "evalsha", s.sha
+}
+
+// maxReloads bounds the attempts to send a call again after its server
+// lacked the script or function: a reload, a fall back from functions to
+// scripts and its reload, and one more for a reload that raced with a
+// flush.
+const maxReloads = 3
+
+// run sends c on its own and sets c.res. When the server lacks the
+// script or function it loads it and sends c again (see reload).
+func (s *Store) run(ctx context.Context, c *call) error {
+	for attempt := 0; ; attempt++ {
+		cmd := redis.NewIntSliceCmd(ctx, c.args...)
+		err := s.client.Process(ctx, cmd)
+		if err != nil && attempt < maxReloads && missing(err) && s.reload(ctx, err) {
+			c.args[0], c.args[1] = s.verb()
+			continue
 		}
+		if err != nil {
+			return unavailable(ctx, s.timeout, err)
+		}
+		c.res = cmd.Val()
+		return nil
 	}
-	return nil
+}
+
+// missing reports whether err, the error of a script call, says that the
+// server does not know the script (NOSCRIPT: a flushed script cache, a
+// restarted or new server) or the function (FUNCTION FLUSH, a new
+// server, or a server without functions). Such a call ran nothing.
+func missing(err error) bool {
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return true
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	// Redis's answer to a FCALL of an unknown function or, before Redis
+	// 7, of an unknown command.
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "ERR") && (strings.Contains(msg, "Function not found") || strings.Contains(msg, "unknown command"))
+}
+
+// refused reports whether err is a reply of the server that refuses a
+// command for good: an ERR (an unknown command) or NOPERM (an ACL).
+func refused(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "ERR") || strings.HasPrefix(msg, "NOPERM")
+}
+
+// reload handles err, the error of a call for which missing is true: it
+// loads the script (SCRIPT LOAD, on every master of a cluster) or the
+// function library (FUNCTION LOAD REPLACE). When the server refuses
+// functions (before Redis 7, or an ACL without FUNCTION), the store
+// switches to EVALSHA for good. reload reports whether the call should be
+// sent again, with the command s.verb names.
+func (s *Store) reload(ctx context.Context, err error) bool {
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return s.client.ScriptLoad(ctx, s.scripts.eval).Err() == nil
+	}
+	if !s.fcall.Load() || s.single == nil {
+		return true // a FCALL sent before the switch to EVALSHA
+	}
+	lerr := s.single.FunctionLoadReplace(ctx, s.scripts.library).Err()
+	if lerr == nil {
+		return true
+	}
+	if refused(lerr) {
+		s.fcall.Store(false)
+		return true
+	}
+	return false
 }
 
 // pingTimeout bounds Ping when ctx has no deadline.
@@ -233,7 +431,7 @@ const pingTimeout = time.Second
 func (s *Store) Ping(ctx context.Context) error {
 	select {
 	case <-s.closed:
-		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
+		return errClosed()
 	default:
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -255,13 +453,21 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connections; later calls to Apply and Ping fail with
-// ErrClosed. Close may be called more than once.
+// Close closes the connections and stops the pipeline goroutines; later
+// calls to Apply and Ping fail with ErrClosed, and so do the Apply calls
+// waiting for a pipeline when Close is called. Close may be called more
+// than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		if s.batch != nil {
+			s.batch.cancel()
+		}
 		if err := s.client.Close(); err != nil {
 			s.closeErr = fmt.Errorf("redisstore: close: %w", err)
+		}
+		if s.batch != nil {
+			s.batch.wait()
 		}
 	})
 	return s.closeErr

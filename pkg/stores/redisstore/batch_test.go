@@ -1,0 +1,290 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
+)
+
+// concurrently runs f(i) for i in [0, n) in n goroutines and waits.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+func TestBatchSharesRoundTrips(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
+	defer s.Close()
+	hook := &countHook{}
+	s.client.(*redis.Client).AddHook(hook)
+	ops := allStrategyOps(t, "share:")
+	mustApply(t, s, now0, ops...) // loads the function
+	fcall, hooked := commandCalls(t, srv, "fcall"), hook.calls.Load()
+
+	const callers, each = 64, 20
+	concurrently(callers, func(int) {
+		for j := range each {
+			mustApply(t, s, now0+int64(j), ops...)
+		}
+	})
+	const n = callers * each
+	if got := commandCalls(t, srv, "fcall") - fcall; got != n {
+		t.Errorf("%d Apply calls ran FCALL %d times, want one each", n, got)
+	}
+	trips := hook.calls.Load() - hooked
+	if trips >= n {
+		t.Errorf("%d concurrent Apply calls took %d round trips, want fewer", n, trips)
+	}
+	t.Logf("%d concurrent Apply calls in %d round trips", n, trips)
+}
+
+func TestBatchExactLimit(t *testing.T) {
+	srv := testservers.Redis(t)
+	for _, opts := range []Options{
+		{},
+		{Pipelines: 1, MaxBatch: 8},
+		{Pipelines: 3, BatchWindow: time.Millisecond},
+		{EvalScripts: true},
+	} {
+		name := "pipelines=" + strconv.Itoa(opts.Pipelines) + ",max=" + strconv.Itoa(opts.MaxBatch) + ",window=" + opts.BatchWindow.String()
+		if opts.EvalScripts {
+			name += ",evalsha"
+		}
+		t.Run(name, func(t *testing.T) {
+			opts.URL, opts.ClientTime, opts.Timeout = srv.URL(), true, testTimeout
+			s := open(t, opts)
+			defer s.Close()
+			const limit, callers, each = 100, 64, 4
+			key := "exact:" + name
+			lim := strategies.Limit{Requests: limit, Period: strategies.Hour}
+			var admitted atomic.Int64
+			concurrently(callers, func(int) {
+				for range each {
+					// Two ops: the first is refused once the key is full,
+					// and the second must then not consume (all or nothing).
+					o := mkOp(t, key, "fixed_window", lim, 1)
+					other := mkOp(t, key+":other", "sliding_window_log", strategies.Limit{Requests: callers * each, Period: strategies.Hour}, 1)
+					out := mustApply(t, s, now0, o, other)
+					if out[0].Allowed {
+						admitted.Add(1)
+					}
+				}
+			})
+			if got := admitted.Load(); got != limit {
+				t.Fatalf("%d calls on a limit of %d admitted %d", callers*each, limit, got)
+			}
+			check := mkOp(t, key+":other", "sliding_window_log", strategies.Limit{Requests: callers * each, Period: strategies.Hour}, 0)
+			if d := mustApply(t, s, now0, check)[0]; d.Remaining != callers*each-limit {
+				t.Fatalf("second key: %+v, want Remaining %d (consumed only with the first)", d, callers*each-limit)
+			}
+		})
+	}
+}
+
+func TestBatchCallerTimesOutInFlight(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
+	defer s.Close()
+	lim := strategies.Limit{Requests: 1000, Period: strategies.Hour}
+	mustApply(t, s, now0, mkOp(t, "inflight", "fixed_window", lim, 1)) // loads the function
+	// The server holds every command for 400 ms: the batches stay in
+	// flight.
+	if _, err := srv.Do("CLIENT", "PAUSE", "400", "ALL"); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	const callers = 16
+	errs := make([]error, callers)
+	elapsed := make([]time.Duration, callers)
+	concurrently(callers, func(i int) {
+		ctx := context.Background()
+		if i%2 == 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+		}
+		start := time.Now()
+		errs[i] = s.Apply(ctx, now0, []limiter.Op{mkOp(t, "inflight", "fixed_window", lim, 1)}, make([]strategies.Decision, 1))
+		elapsed[i] = time.Since(start)
+	})
+	for i := range callers {
+		if i%2 == 0 {
+			if !errors.Is(errs[i], limiter.ErrUnavailable) {
+				t.Errorf("caller %d with a 50ms deadline: %v, want ErrUnavailable", i, errs[i])
+			}
+			if elapsed[i] > 300*time.Millisecond {
+				t.Errorf("caller %d with a 50ms deadline waited %v", i, elapsed[i])
+			}
+		} else if errs[i] != nil {
+			t.Errorf("caller %d without deadline: %v", i, errs[i])
+		}
+	}
+	// The callers that gave up may have consumed (their calls were sent),
+	// never more than once each.
+	d := mustApply(t, s, now0, mkOp(t, "inflight", "fixed_window", lim, 0))[0]
+	if used := 1000 - d.Remaining; used < 1+callers/2 || used > 1+callers {
+		t.Fatalf("%d hits counted, want between %d and %d", used, 1+callers/2, 1+callers)
+	}
+}
+
+func TestBatchCloseInFlight(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
+	o := mkOp(t, "close", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Second, Burst: 1000}, 1)
+	mustApply(t, s, now0, o)
+	if _, err := srv.Do("CLIENT", "PAUSE", "500", "ALL"); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	const callers = 32
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Apply(context.Background(), now0, []limiter.Op{o}, make([]strategies.Decision, 1))
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	if elapsed := time.Since(start); elapsed > 400*time.Millisecond {
+		t.Errorf("callers returned %v after Close", elapsed)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, limiter.ErrUnavailable) {
+			t.Errorf("caller %d: %v, want ErrUnavailable", i, err)
+		}
+	}
+}
+
+func TestBatchServerRestartUnderLoad(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: 200 * time.Millisecond})
+	defer s.Close()
+	lim := strategies.Limit{Requests: 1_000_000, Period: strategies.Hour}
+	var ok, failed atomic.Int64
+	var recovered atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := mkOp(t, "restart:"+strconv.Itoa(i), "token_bucket", lim, 1)
+			out := make([]strategies.Decision, 1)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := s.Apply(context.Background(), now0, []limiter.Op{o}, out)
+				switch {
+				case err == nil && out[0].Allowed:
+					ok.Add(1)
+					if recovered.Load() {
+						continue
+					}
+				case err == nil:
+					t.Errorf("refused: %+v", out[0])
+					return
+				case !errors.Is(err, limiter.ErrUnavailable):
+					t.Errorf("Apply: %v, want nil or ErrUnavailable", err)
+					return
+				default:
+					failed.Add(1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	srv.Stop()
+	time.Sleep(100 * time.Millisecond)
+	srv.Start() // a fresh server: no data, no function
+	before := ok.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for ok.Load() < before+100 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	recovered.Store(true)
+	close(stop)
+	wg.Wait()
+	if ok.Load() < before+100 {
+		t.Fatalf("%d calls succeeded after the restart within 5s, want 100", ok.Load()-before)
+	}
+	if failed.Load() == 0 {
+		t.Fatal("no call failed while the server was down")
+	}
+	t.Logf("%d calls succeeded, %d failed", ok.Load(), failed.Load())
+}
+
+func TestBatchGoroutinesStop(t *testing.T) {
+	srv := testservers.Redis(t)
+	count := func() int {
+		n := 0
+		buf := make([]byte, 16<<20)
+		stacks := string(buf[:runtimeStack(buf)])
+		for i := 0; ; {
+			j := indexFrom(stacks, "redisstore.(*batcher).loop", i)
+			if j < 0 {
+				return n
+			}
+			n, i = n+1, j+1
+		}
+	}
+	s := open(t, Options{URL: srv.URL(), Pipelines: 3, Timeout: testTimeout})
+	got := count()
+	for deadline := time.Now().Add(5 * time.Second); got != 3 && time.Now().Before(deadline); got = count() {
+		time.Sleep(10 * time.Millisecond) // let the goroutines start
+	}
+	if got != 3 {
+		t.Fatalf("%d pipeline goroutines running, want 3", got)
+	}
+	o := mkOp(t, "stop", "gcra", strategies.Limit{Requests: 10, Period: strategies.Second}, 1)
+	mustApply(t, s, now0, o)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := count(); got != 0 { // Close waits for them
+		t.Fatalf("%d pipeline goroutines running after Close", got)
+	}
+	if err := s.Apply(context.Background(), now0, []limiter.Op{o}, make([]strategies.Decision, 1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Apply after Close = %v, want ErrClosed", err)
+	}
+}
+
+func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }
+
+func indexFrom(s, sub string, from int) int {
+	if i := strings.Index(s[from:], sub); i >= 0 {
+		return from + i
+	}
+	return -1
+}
