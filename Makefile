@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/envoy-rls
 
-.PHONY: all build run test test-deps vet fmt-check bench clean
+.PHONY: all build run test test-deps vet fmt-check bench bench-check bench-micro clean
 
 all: build
 
@@ -31,9 +31,17 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## bench: Go micro-benchmarks of the hot paths
+## bench: the reproducible benchmark matrix; rewrites docs/benchmarks.md and docs/img/benchmarks.svg
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) run ./cmd/rls-bench matrix
+
+## bench-check: the quick matrix against bench/baseline.json (not run in CI: shared machines are noisy)
+bench-check:
+	$(GO) run ./cmd/rls-bench check
+
+## bench-micro: Go micro-benchmarks of the hot paths, allocations reported
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/server/
 
 clean:
 	rm -rf bin

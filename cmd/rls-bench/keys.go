@@ -29,6 +29,11 @@ type KeySpace struct {
 // exponent zipfS > 1, or DistSeq: each value once, in order, across all
 // generators).
 func NewKeySpace(n int, dist string, zipfS float64) (*KeySpace, error) {
+	return newKeySpace("k", n, dist, zipfS)
+}
+
+// newKeySpace is NewKeySpace with values prefix0, prefix1, ...
+func newKeySpace(prefix string, n int, dist string, zipfS float64) (*KeySpace, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("rls-bench: key cardinality must be at least 1, got %d", n)
 	}
@@ -44,7 +49,7 @@ func NewKeySpace(n int, dist string, zipfS float64) (*KeySpace, error) {
 	ks := &KeySpace{values: make([]string, n), dist: dist, zipfS: zipfS}
 	buf := make([]byte, 0, 24)
 	for i := range ks.values {
-		buf = append(buf[:0], 'k')
+		buf = append(buf[:0], prefix...)
 		buf = strconv.AppendInt(buf, int64(i), 10)
 		ks.values[i] = string(buf)
 	}

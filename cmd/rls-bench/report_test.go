@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cell builds a cell with the given throughputs and latencies.
+func cell(store string, d, n int, strat string, rps, p50, p99, ceilRPS, ceilP99 float64) Cell {
+	return Cell{Store: store, Descriptors: d, Cardinality: n, Strategy: strat,
+		Result:  Result{RPS: rps, P50US: p50, P99US: p99, OK: 100},
+		Ceiling: Result{RPS: ceilRPS, P50US: 100, P99US: ceilP99}}
+}
+
+// sampleReport has every target measured: memory and memcached meet
+// theirs, redis does not; 1M keys on redis lose 30%.
+func sampleReport() *Report {
+	c := DefaultMatrixConfig()
+	c.Stores = []string{"memory", "redis", "memcached"}
+	c.Strategies = []string{"fixed_window", "gcra"}
+	rep := &Report{Machine: Machine{CPUs: 2, CPUModel: "Test CPU <x>", GoVersion: "go1.26", OS: "linux/amd64"},
+		Date: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Command: "go run ./cmd/rls-bench matrix", Config: c, Elapsed: time.Minute,
+		Memory: &MemoryResult{Keys: 1_000_000, HeapBytes: 100e6, RSSBytes: 120e6, HeapBytesPerKey: 100, RSSBytesPerKey: 120}}
+	for _, s := range c.Strategies {
+		for _, d := range []int{1, 3} {
+			p50 := 200.0 * float64(d) / 2 // ×1.5 for ×3 descriptors: linear at most
+			rep.Cells = append(rep.Cells,
+				cell("memory", d, 1000, s, 9000, p50, 1100, 10000, 1000),
+				cell("memory", d, 1_000_000, s, 8800, p50, 1150, 10000, 1000),
+				cell("redis", d, 1000, s, 5000, p50*2, 3000, 10000, 1000),
+				cell("redis", d, 1_000_000, s, 3500, p50*2, 3000, 10000, 1000),
+				cell("memcached", d, 1000, s, 5500, p50*2, 3000, 10000, 1000),
+				cell("memcached", d, 1_000_000, s, 5400, p50*2, 3000, 10000, 1000))
+		}
+	}
+	return rep
+}
+
+func TestCellRatiosAndID(t *testing.T) {
+	c := cell("redis", 3, 1_000_000, "gcra", 5000, 100, 3000, 10000, 1000)
+	if c.RPSRatio() != 0.5 || c.P99Ratio() != 3 {
+		t.Errorf("ratios %v %v", c.RPSRatio(), c.P99Ratio())
+	}
+	if c.ID() != "redis/d3/k1M/gcra" {
+		t.Errorf("id %q", c.ID())
+	}
+	if (Cell{}).RPSRatio() != 0 {
+		t.Error("a cell without a ceiling has a ratio")
+	}
+	for n, want := range map[int]string{1000: "1k", 1_000_000: "1M", 1500: "1500", 2_000_000: "2M"} {
+		if got := shortCount(n); got != want {
+			t.Errorf("shortCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestEvaluateTargets(t *testing.T) {
+	got := map[string]Target{}
+	for _, tg := range EvaluateTargets(sampleReport()) {
+		got[tg.Name] = tg
+	}
+	want := map[string]string{
+		"memory store: throughput":   Met,    // worst 0.88
+		"memory store: p99 latency":  Met,    // worst 1.15
+		"redis (single): throughput": NotMet, // worst 0.35
+		"memcached: throughput":      Met,    // worst 0.54
+		"key cardinality":            NotMet, // redis 0.35 / 0.5 = 0.7
+		"descriptors per request":    Met,    // ×1.5 for ×3
+		"memory per tracked key":     Met,    // 100 bytes
+	}
+	if len(got) != len(want) {
+		t.Fatalf("targets: %v", got)
+	}
+	for name, v := range want {
+		if got[name].Verdict != v {
+			t.Errorf("%s: %s (%s), want %s", name, got[name].Verdict, got[name].Got, v)
+		}
+	}
+	if g := got["redis (single): throughput"].Got; !strings.Contains(g, "0.35×") || !strings.Contains(g, "redis/d1/k1M/") {
+		t.Errorf("redis got %q", g)
+	}
+	if g := got["key cardinality"].Got; !strings.Contains(g, "0.70×") {
+		t.Errorf("cardinality got %q", g)
+	}
+
+	// Beyond the limits every verdict flips; nothing measured, nothing judged.
+	rep := sampleReport()
+	for i := range rep.Cells {
+		if rep.Cells[i].Store == "memory" && rep.Cells[i].Descriptors == 3 {
+			rep.Cells[i].Result.P50US *= 3
+			rep.Cells[i].Result.P99US = 1300
+			rep.Cells[i].Result.RPS = 8000
+		}
+	}
+	rep.Memory.HeapBytesPerKey = 129
+	for _, tg := range EvaluateTargets(rep) {
+		switch tg.Name {
+		case "memory store: throughput", "memory store: p99 latency", "descriptors per request", "memory per tracked key":
+			if tg.Verdict != NotMet {
+				t.Errorf("%s: %s (%s), want not met", tg.Name, tg.Verdict, tg.Got)
+			}
+		}
+	}
+	empty := &Report{Config: QuickMatrixConfig()}
+	for _, tg := range EvaluateTargets(empty) {
+		if tg.Verdict != NotMeasured {
+			t.Errorf("empty report: %s is %s", tg.Name, tg.Verdict)
+		}
+	}
+}
+
+func TestWriteMarkdown(t *testing.T) {
+	rep := sampleReport()
+	rep.Problems = []string{"redis/d3/k1k/gcra: 2 errors (first: boom\nsecond line)"}
+	var b bytes.Buffer
+	if err := WriteMarkdown(&b, rep, "img/benchmarks.svg"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"# Benchmarks", "go run ./cmd/rls-bench matrix", "| CPU | Test CPU <x> |", "| Go | go1.26 |",
+		"2026-01-02", "![throughput ratio per store, descriptors and keys](img/benchmarks.svg)",
+		"| redis (single): throughput | ≥ 0.60× ceiling rps | 0.35×", "❌ **not met**", "✅ met",
+		"**Not met in this run:**", "- redis (single): throughput: the goal is ≥ 0.60× ceiling rps",
+		"| memory | 3 | 1M | gcra | 8800 | 300 | 1150 | 10000 | 1000 | 0.88 | 1.15 | 0 | 0 |",
+		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if got := strings.Count(md, "\n| memory |") + strings.Count(md, "\n| redis |") + strings.Count(md, "\n| memcached |"); got != len(rep.Cells) {
+		t.Errorf("%d cell rows, want %d", got, len(rep.Cells))
+	}
+}
+
+// xmlWellFormed decodes every token of doc.
+func xmlWellFormed(t *testing.T, doc []byte) (elements map[string]int) {
+	t.Helper()
+	elements = map[string]int{}
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return elements
+		}
+		if err != nil {
+			t.Fatalf("not well-formed XML: %v\n%s", err, doc)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			elements[se.Name.Local]++
+		}
+	}
+}
+
+func TestWriteSVG(t *testing.T) {
+	rep := sampleReport()
+	rep.Cells[0].Strategy = "a<b>&c" // escaped, unknown colour
+	rep.Cells[1].Result.RPS = 13000  // a ratio above 1 stretches the axis
+	var b bytes.Buffer
+	if err := WriteSVG(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	els := xmlWellFormed(t, b.Bytes())
+	if els["svg"] != 1 {
+		t.Fatalf("svg elements: %v", els)
+	}
+	// One bar per cell plus the background and the legend's swatches.
+	if want := len(rep.Cells) + 1 + len(strategiesOf(rep.Cells)); els["rect"] != want {
+		t.Errorf("%d rects, want %d", els["rect"], want)
+	}
+	if els["title"] != len(rep.Cells) {
+		t.Errorf("%d bar titles, want %d", els["title"], len(rep.Cells))
+	}
+	s := b.String()
+	for _, want := range []string{"memory", "memcached", "stroke-dasharray", ">1.50<", "a&lt;b&gt;&amp;c"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+	// An empty report still draws a valid (empty) chart.
+	b.Reset()
+	if err := WriteSVG(&b, &Report{}); err != nil {
+		t.Fatal(err)
+	}
+	xmlWellFormed(t, b.Bytes())
+}
+
+func TestResultJSONAndText(t *testing.T) {
+	var h Histogram
+	for i := 1; i <= 100; i++ {
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	c := DefaultLoadConfig()
+	r := newResult(c, &h, 2*time.Second, 90, 10, 3, "boom")
+	if r.RPS != 50 || r.Requests != 103 || r.P50US < 50000 || r.P99US < 99000 || r.MaxUS != 100000 {
+		t.Fatalf("result %+v", r)
+	}
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"rps": 50.0, "ok": 90.0, "over_limit": 10.0, "errors": 3.0, "first_error": "boom", "target": c.Target, "descriptors": 1.0} {
+		if back[k] != want {
+			t.Errorf("json %s = %v, want %v", k, back[k], want)
+		}
+	}
+	for _, k := range []string{"p50_us", "p90_us", "p99_us", "p999_us", "mean_us"} {
+		if _, ok := back[k]; !ok {
+			t.Errorf("json lacks %s", k)
+		}
+	}
+	b.Reset()
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if txt := b.String(); !strings.Contains(txt, "throughput 50 req/s") || !strings.Contains(txt, "first error: boom") {
+		t.Errorf("text:\n%s", txt)
+	}
+}
+
+func TestParseMetricsAndCPUModel(t *testing.T) {
+	m, err := parseMetrics([]byte("# HELP x y\n# TYPE x gauge\nenvoy_rls_memory_store_keys 42\ngo_memstats_heap_inuse_bytes 1.5e+06\nx{a=\"b c\"} 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["envoy_rls_memory_store_keys"] != 42 || m["go_memstats_heap_inuse_bytes"] != 1.5e6 || m[`x{a="b c"}`] != 3 {
+		t.Errorf("metrics %v", m)
+	}
+	if _, err := parseMetrics([]byte("novalue\n")); err == nil {
+		t.Error("a line without a value parsed")
+	}
+	if got := cpuModel(strings.NewReader("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n")); got != "AMD EPYC 7B13" {
+		t.Errorf("cpu model %q", got)
+	}
+	if got := cpuModel(strings.NewReader("")); got != "unknown" {
+		t.Errorf("cpu model of nothing %q", got)
+	}
+}
