@@ -57,11 +57,11 @@ type Stats struct {
 	Evictions int64
 }
 
-// Store is a limiter.Store held in process memory. It keeps the three
-// words of fixed-size states inline in its map entries, 75 to 120 bytes
-// of heap per key besides the key string's own bytes depending on how
-// full the map's tables are (see TestBytesPerKey), and log states in a
-// second map. An entry expires at now + Decision.TTL of the request that
+// Store is a limiter.Store held in process memory. It indexes keys by a
+// 128-bit keyed digest (see digest) and keeps the three words of
+// fixed-size states inline in its map entries: a fixed number of bytes per
+// key whatever the key's length, in maps the garbage collector never has to
+// scan (see TestBytesPerKey), and log states in a second map. An entry expires at now + Decision.TTL of the request that
 // wrote it; an expired entry reads as the zero State, and a background
 // sweeper removes expired entries every SweepInterval, using the largest
 // now any Apply has seen as its clock (never the wall clock).
@@ -72,7 +72,7 @@ type Store struct {
 	shards   []shard
 	mask     uint64
 	perShard int
-	seed     maphash.Seed
+	seeds    [2]maphash.Seed
 
 	maxNow    atomic.Int64
 	keys      atomic.Int64
@@ -89,9 +89,22 @@ type Store struct {
 // entries of fixed-size strategies stay at four words.
 type shard struct {
 	mu   sync.Mutex
-	m    map[string]entry
-	logs map[string][]strategies.Entry
+	m    map[digest]entry
+	logs map[digest][]strategies.Entry
 	_    [40]byte
+}
+
+// digest is the 128-bit keyed hash a key is stored under: two maphash
+// values with independent random seeds. Holding no pointer, it keeps the
+// map out of the garbage collector's way and a key at a fixed size
+// however long the descriptor values are. Two distinct keys share a
+// digest with probability about n²/2¹²⁹ for n keys (10⁻²⁶ at a million),
+// and the seeds are new in every process, so no client can aim at a
+// collision.
+type digest [2]uint64
+
+func (s *Store) digest(key string) digest {
+	return digest{maphash.String(s.seeds[0], key), maphash.String(s.seeds[1], key)}
 }
 
 // entry is the stored form of a strategies.State's fixed words and its
@@ -117,13 +130,13 @@ func New(opts Options) *Store {
 		shards:   make([]shard, n),
 		mask:     uint64(n - 1),
 		perShard: max(opts.MaxKeys/n, 1),
-		seed:     maphash.MakeSeed(),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]entry)
-		s.shards[i].logs = make(map[string][]strategies.Entry)
+		s.shards[i].m = make(map[digest]entry)
+		s.shards[i].logs = make(map[digest][]strategies.Entry)
 	}
 	go s.sweeper(opts.SweepInterval)
 	return s
@@ -179,6 +192,7 @@ func (s *Store) Sweep() {
 
 // staged is the working copy of one key within an Apply call.
 type staged struct {
+	key     digest
 	shard   uint32
 	read    bool // orig holds the stored state
 	dirty   bool // cur must be written back
@@ -240,8 +254,9 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 		}
 		if k < 0 {
 			k = len(keys)
-			sh := uint32(maphash.String(s.seed, ops[i].Key) & s.mask)
-			keys = append(keys, staged{shard: sh})
+			d := s.digest(ops[i].Key)
+			sh := uint32(d[0] & s.mask)
+			keys = append(keys, staged{shard: sh, key: d})
 			locks = insertSorted(locks, sh)
 			if index != nil {
 				index[ops[i].Key] = k
@@ -266,10 +281,10 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 			continue
 		}
 		st.read = true
-		if e, ok := s.shards[st.shard].m[ops[i].Key]; ok && e.exp > now {
+		if e, ok := s.shards[st.shard].m[st.key]; ok && e.exp > now {
 			st.orig, st.origExp = e.state(), e.exp
 			if len(s.shards[st.shard].logs) > 0 {
-				st.orig.Log = s.shards[st.shard].logs[ops[i].Key]
+				st.orig.Log = s.shards[st.shard].logs[st.key]
 			}
 		}
 		st.cur, st.exp = st.orig, st.origExp
@@ -318,13 +333,14 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 			continue
 		}
 		st.dirty = false
-		s.write(&s.shards[st.shard], ops[i].Key, st, now)
+		s.write(&s.shards[st.shard], st, now)
 	}
 	return nil
 }
 
-// write stores st under key in sh, whose lock is held.
-func (s *Store) write(sh *shard, key string, st *staged, now int64) {
+// write stores st under its key in sh, whose lock is held.
+func (s *Store) write(sh *shard, st *staged, now int64) {
+	key := st.key
 	_, had := sh.m[key]
 	if st.exp <= now {
 		if had {
@@ -348,7 +364,7 @@ func (s *Store) write(sh *shard, key string, st *staged, now int64) {
 }
 
 // delete removes key from sh, whose lock is held.
-func (sh *shard) delete(key string) {
+func (sh *shard) delete(key digest) {
 	delete(sh.m, key)
 	if len(sh.logs) > 0 {
 		delete(sh.logs, key)
@@ -360,7 +376,7 @@ func (sh *shard) delete(key string) {
 // expires first.
 func (s *Store) makeRoom(sh *shard, now int64) {
 	now = max(now, s.maxNow.Load())
-	var victim string
+	var victim digest
 	victimExp, seen, dropped := int64(0), 0, 0
 	for k, e := range sh.m {
 		if e.exp <= now {
