@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -299,7 +300,13 @@ func writeOutputs(rep *Report, out, svg, jsonOut string, log io.Writer) error {
 				rel = filepath.ToSlash(r)
 			}
 		}
-		if err := write(out, func(w io.Writer) error { return WriteMarkdown(w, rep, rel) }); err != nil {
+		// bench/notes.md, kept by hand, explains the figures from profiles;
+		// the report includes it so that regenerating keeps it.
+		notes, err := os.ReadFile(filepath.Join(filepath.Dir(out), "..", "bench", "notes.md"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := write(out, func(w io.Writer) error { return WriteMarkdown(w, rep, rel, string(notes)) }); err != nil {
 			return err
 		}
 	}

@@ -197,8 +197,10 @@ func minMax(xs []int) (int, int) {
 }
 
 // WriteMarkdown writes the report as docs/benchmarks.md; svgPath is the
-// chart's path relative to the document.
-func WriteMarkdown(w io.Writer, rep *Report, svgPath string) error {
+// chart's path relative to the document, and notes (Markdown, may be
+// empty) the hand-kept analysis of the figures, included after the
+// targets.
+func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 	b := &strings.Builder{}
 	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	c := rep.Config
@@ -264,6 +266,9 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath string) error {
 	p("Per-store goals are judged on the store's worst cell. The key-cardinality goal compares each %s-key cell's "+
 		"throughput ratio with the same cell at %s keys; the descriptor goal compares p50 latency at %d and %d descriptors.\n\n",
 		shortCount(maxOf(c.Cardinalities)), shortCount(minOf(c.Cardinalities)), maxOf(c.Descriptors), minOf(c.Descriptors))
+	if notes = strings.TrimSpace(notes); notes != "" {
+		p("%s\n\n", notes)
+	}
 	if len(rep.Problems) > 0 {
 		p("## Problems seen in this run\n\n")
 		for _, pr := range rep.Problems {

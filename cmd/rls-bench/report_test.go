@@ -119,7 +119,7 @@ func TestWriteMarkdown(t *testing.T) {
 	rep := sampleReport()
 	rep.Problems = []string{"redis/d3/k1k/gcra: 2 errors (first: boom\nsecond line)"}
 	var b bytes.Buffer
-	if err := WriteMarkdown(&b, rep, "img/benchmarks.svg"); err != nil {
+	if err := WriteMarkdown(&b, rep, "img/benchmarks.svg", "## What limits the figures\n\nnotes here"); err != nil {
 		t.Fatal(err)
 	}
 	md := b.String()
@@ -129,7 +129,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| redis (single): throughput | ≥ 0.60× ceiling rps | 0.35×", "❌ **not met**", "✅ met",
 		"**Not met in this run:**", "- redis (single): throughput: the goal is ≥ 0.60× ceiling rps",
 		"| memory | 3 | 1M | gcra | 8800 | 300 | 1150 | 10000 | 1000 | 0.88 | 1.15 | 0 | 0 |",
-		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench",
+		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench", "## What limits the figures\n\nnotes here",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
