@@ -81,10 +81,10 @@ func (l *listeners) close() {
 	}
 }
 
-// grpcOptions builds the gRPC server's options: TLS (reloaded when the
-// files change), keepalive, connection age, message size.
+// grpcOptions builds the gRPC server's transport options: TLS (reloaded
+// when the files change), keepalive, connection age, message size.
 func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
-	opts := append(server.GRPCOptions(),
+	opts := append([]grpc.ServerOption(nil),
 		grpc.MaxRecvMsgSize(s.GRPCMaxRecvBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  s.GRPCKeepalive,
@@ -204,7 +204,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 
-	g := grpc.NewServer(gopts...)
+	g := grpc.NewServer(append(svc.GRPCOptions(), gopts...)...)
 	svc.Register(g)
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", m.Handler())

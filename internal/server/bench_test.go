@@ -30,12 +30,12 @@ func (noop) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rls
 	return resp, nil
 }
 
-func benchServer(b *testing.B, register func(*grpc.Server), descs int) {
+func benchServer(b *testing.B, opts []grpc.ServerOption, register func(*grpc.Server), descs int) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := grpc.NewServer(GRPCOptions()...)
+	g := grpc.NewServer(opts...)
 	register(g)
 	go g.Serve(lis)
 	defer g.Stop()
@@ -77,14 +77,14 @@ func BenchmarkGRPC(b *testing.B) {
 	}
 	for _, descs := range []int{1, 3} {
 		b.Run(fmt.Sprintf("noop/descriptors=%d", descs), func(b *testing.B) {
-			benchServer(b, func(g *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(g, noop{}) }, descs)
+			benchServer(b, []grpc.ServerOption{grpc.ForceServerCodec(codec{})}, func(g *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(g, noop{}) }, descs)
 		})
 		b.Run(fmt.Sprintf("memory/descriptors=%d", descs), func(b *testing.B) {
 			store := memory.New(memory.Options{})
 			defer store.Close()
 			lim, _ := limiter.New(cfg, limiter.Options{Store: store})
 			svc, _ := New(Options{Limiter: lim})
-			benchServer(b, svc.Register, descs)
+			benchServer(b, svc.GRPCOptions(), svc.Register, descs)
 		})
 	}
 }

@@ -1,7 +1,13 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -41,7 +47,20 @@ func (codec) Unmarshal(data []byte, v any) error {
 
 func (codec) Name() string { return "proto" }
 
-// GRPCOptions are the server options the Service needs: its codec.
-func GRPCOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodec(codec{})}
+// GRPCOptions are the server options the Service needs: its codec, and an
+// interceptor that turns a panic in a handler (a bug) into UNAVAILABLE
+// for that call, logged with its stack, instead of a crashed process.
+func (s *Service) GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodec(codec{}), grpc.ChainUnaryInterceptor(s.recoverer)}
+}
+
+func (s *Service) recoverer(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in a gRPC handler; the call fails, the service goes on",
+				zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Unavailable, "internal error in %s", info.FullMethod)
+		}
+	}()
+	return handler(ctx, req)
 }

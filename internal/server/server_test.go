@@ -196,3 +196,39 @@ func TestHealth(t *testing.T) {
 		t.Error("serving after Shutdown")
 	}
 }
+
+// panicStore is a store with a bug.
+type panicStore struct{ deadStore }
+
+func (panicStore) Apply(context.Context, int64, []limiter.Op, []strategies.Decision) error {
+	panic("bug")
+}
+
+func TestPanicInHandlerFailsOnlyThatCall(t *testing.T) {
+	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(rules)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, _ := limiter.New(cfg, limiter.Options{Store: panicStore{}})
+	svc, _ := New(Options{Limiter: lim})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(svc.GRPCOptions()...)
+	svc.Register(g)
+	go g.Serve(lis)
+	defer g.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := rlsv3.NewRateLimitServiceClient(conn)
+	for i := 0; i < 2; i++ {
+		_, err := c.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}})
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
