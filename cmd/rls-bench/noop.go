@@ -13,6 +13,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/envoy-rls/envoy-rls/internal/server"
 )
 
 // rlsServiceName is the gRPC service name health checks ask about.
@@ -40,10 +42,11 @@ func (noopService) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest
 
 // noopServerOptions are envoy-rls's default gRPC server options (see
 // internal/app: --grpc-max-recv-bytes 1 MiB, --grpc-keepalive-time 30s,
-// --grpc-max-connection-age 5m, plain text), so that the ceiling runs on
-// the same stack.
+// --grpc-max-connection-age 5m, plain text) and its codec, so that the
+// ceiling runs on the same stack.
 func noopServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodec(server.Codec()),
 		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  30 * time.Second,

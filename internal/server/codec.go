@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
 	"google.golang.org/grpc"
@@ -46,6 +47,10 @@ func (codec) Unmarshal(data []byte, v any) error {
 }
 
 func (codec) Name() string { return "proto" }
+
+// Codec returns the service's gRPC codec, for servers that must run on the
+// same stack (the benchmark's no-op ceiling).
+func Codec() encoding.Codec { return codec{} }
 
 // GRPCOptions are the server options the Service needs: its codec, and an
 // interceptor that turns a panic in a handler (a bug) into UNAVAILABLE
