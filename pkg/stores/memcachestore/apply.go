@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/bradfitz/gomemcache/memcache"
 
@@ -11,7 +13,8 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
-// keyState is one distinct key of an Apply call.
+// keyState is one distinct key of an Apply call on the compare-and-swap
+// path (every strategy but fixed_window).
 type keyState struct {
 	key    string           // the store key, as the ops carry it
 	mkey   string           // the memcached key (see memcacheKey)
@@ -20,6 +23,7 @@ type keyState struct {
 	staged strategies.State // after stepping this call's ops
 	ttl    int64            // TTL of staged, from the last step
 	ops    []int            // indices of the ops on this key, in order
+	buf    []byte           // encoding buffer of write
 	// dirty reports that staged must be written: an op consumed or
 	// refunded on it.
 	dirty bool
@@ -28,9 +32,18 @@ type keyState struct {
 	// done reports that nothing remains to do on the key: it was written,
 	// or written and then refunded under a veto.
 	done bool
+	// conflict reports that the last write lost a race.
+	conflict bool
 }
 
 // applier runs one Apply call. It is reused through Store.pool.
+//
+// The round trips of one call run in parallel where they do not depend on
+// each other (see parallel): the fixed_window counters and the multi-get
+// of the other keys first, then the give-backs of refused counter hits
+// and the compare-and-swaps of all written keys. Each concurrent task
+// touches only its own keyState or fastGroup and the entries of out,
+// denied and fprev of that key's ops.
 type applier struct {
 	s    *Store
 	ctx  context.Context
@@ -38,25 +51,42 @@ type applier struct {
 	ops  []limiter.Op
 	out  []strategies.Decision
 	keys []keyState
-	// opKey maps an op to its index in keys.
-	opKey []int
+	fast []fastGroup
+	// opKey maps an op to its index in keys, or in fast when opFast.
+	opKey  []int
+	opFast []bool
 	// denied marks the ops with Hits > 0 that the first pass denied.
 	denied []bool
+	// fprev is, for each fixed_window op, the count its key had before
+	// it, less the hits admitted by earlier ops of the call on the key:
+	// what a check reports under a veto.
+	fprev []int64
 	// veto reports that a non-Independent op with Hits > 0 was denied, so
 	// that no op with Hits > 0 consumes.
 	veto bool
-	buf  []byte
 	// stripes are the local locks held for the keys.
 	stripes []uint32
+	// pending and tasks are scratch lists of key and group indices.
+	pending, tasks []int
 }
 
 func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) {
 	a.s, a.ctx, a.now, a.ops, a.out, a.veto = s, ctx, now, ops, out, false
 	a.opKey = resize(a.opKey, len(ops))
+	a.opFast = resize(a.opFast, len(ops))
 	a.denied = resize(a.denied, len(ops))
+	a.fprev = resize(a.fprev, len(ops))
 	clear(a.denied)
 	a.keys = a.keys[:0]
-	for i, op := range ops {
+	a.fast = a.fast[:0]
+	for i := range ops {
+		op := &ops[i]
+		if isFixedWindow(op.Strategy) {
+			a.opFast[i] = true
+			a.opKey[i] = a.addFast(i)
+			continue
+		}
+		a.opFast[i] = false
 		ki := -1
 		for j := range a.keys {
 			if a.keys[j].key == op.Key {
@@ -68,22 +98,53 @@ func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.
 			ki = len(a.keys)
 			a.keys = append(a.keys, keyState{})
 			k := &a.keys[ki]
-			ops := k.ops[:0] // keep the backing array of a previous call
-			*k = keyState{key: op.Key, mkey: memcacheKey(op.Key), ops: ops}
+			ops, buf := k.ops[:0], k.buf[:0] // keep the backing arrays of a previous call
+			*k = keyState{key: op.Key, mkey: memcacheKey(op.Key), ops: ops, buf: buf}
 		}
 		a.keys[ki].ops = append(a.keys[ki].ops, i)
 		a.opKey[i] = ki
 	}
 }
 
+// addFast adds fixed_window op i to the group of its key and period and
+// returns the group's index.
+func (a *applier) addFast(i int) int {
+	op := &a.ops[i]
+	for j := range a.fast {
+		g := &a.fast[j]
+		if g.key == op.Key && g.lim.Period == op.Limit.Period {
+			g.ops = append(g.ops, i)
+			g.batch = g.batch && op.Hits >= 0
+			return j
+		}
+	}
+	j := len(a.fast)
+	a.fast = append(a.fast, fastGroup{})
+	g := &a.fast[j]
+	ops := g.ops[:0]
+	*g = fastGroup{key: op.Key, lim: op.Limit, ops: append(ops, i), batch: op.Hits >= 0}
+	if op.Limit.Period <= 0 {
+		g.local = true
+	} else {
+		g.start = windowStart(a.now, op.Limit.Period)
+		g.mkey = windowKey(op.Key, g.start)
+	}
+	return j
+}
+
 // release drops the references of the finished call, so that the pool
 // keeps no states, items or contexts alive.
 func (a *applier) release() {
 	for i := range a.keys {
-		ops := a.keys[i].ops[:0]
-		a.keys[i] = keyState{ops: ops}
+		ops, buf := a.keys[i].ops[:0], a.keys[i].buf[:0]
+		a.keys[i] = keyState{ops: ops, buf: buf}
 	}
 	a.keys = a.keys[:0]
+	for i := range a.fast {
+		ops := a.fast[i].ops[:0]
+		a.fast[i] = fastGroup{ops: ops}
+	}
+	a.fast = a.fast[:0]
 	a.s, a.ctx, a.ops, a.out = nil, nil, nil, nil
 }
 
@@ -94,33 +155,204 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// run reads, steps and writes all keys.
+// maxParallel bounds the goroutines of one call's parallel round trips.
+const maxParallel = 8
+
+// parallel runs f(0) … f(n−1) on up to maxParallel goroutines (the
+// calling one included) and returns their errors joined. It returns
+// after every f has returned, so no goroutine outlives the call.
+func parallel(n int, f func(i int) error) error {
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		return f(0)
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			errs[i] = f(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(n, maxParallel) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// run applies the call: the fixed_window counters and the read of the
+// other keys in parallel, then the steps of the other keys and the
+// all-or-nothing rule, then the give-backs and writes.
 func (a *applier) run() error {
-	if err := a.readAll(); err != nil {
-		return err
+	nf := len(a.fast)
+	n := nf
+	if len(a.keys) > 0 {
+		n++
+	}
+	err := parallel(n, func(i int) error {
+		if i < nf {
+			return a.fastRun(&a.fast[i])
+		}
+		return a.readAll()
+	})
+	if err != nil {
+		return a.fail(err)
+	}
+	veto := false
+	for gi := range a.fast {
+		if a.fastVetoes(&a.fast[gi]) {
+			veto = true
+		}
 	}
 	for ki := range a.keys {
 		if a.stepKey(ki) {
-			a.veto = true
+			veto = true
 		}
 	}
-	if a.veto {
-		for ki := range a.keys {
+	if veto {
+		a.applyVeto()
+	}
+	return a.commitAll()
+}
+
+// applyVeto sets the veto and re-steps every key not yet done under it.
+func (a *applier) applyVeto() {
+	a.veto = true
+	for ki := range a.keys {
+		if !a.keys[ki].done {
 			a.stepKey(ki)
 		}
 	}
-	for ki := range a.keys {
-		if !a.keys[ki].dirty {
-			continue
+	for gi := range a.fast {
+		a.fastVeto(&a.fast[gi])
+	}
+}
+
+// commitAll gives back the counter hits the call does not keep and writes
+// the dirty keys, in rounds of parallel round trips: after a round, the
+// keys that lost a race are read again (in one multi-get) and re-stepped;
+// when a re-stepped key now vetoes the request, what the call already
+// consumed is taken back first.
+func (a *applier) commitAll() error {
+	for round := 0; ; round++ {
+		a.tasks = a.tasks[:0]
+		for gi := range a.fast {
+			if a.fast[gi].consumed > a.keep(&a.fast[gi]) {
+				a.tasks = append(a.tasks, gi)
+			}
 		}
-		if err := a.commit(ki); err != nil {
-			if rerr := a.refundWritten(); rerr != nil {
-				return errors.Join(err, rerr)
+		a.pending = a.pending[:0]
+		for ki := range a.keys {
+			if k := &a.keys[ki]; k.dirty && !k.done {
+				a.pending = append(a.pending, ki)
+			}
+		}
+		nt := len(a.tasks)
+		err := parallel(nt+len(a.pending), func(i int) error {
+			if i < nt {
+				g := &a.fast[a.tasks[i]]
+				return a.giveBack(g, a.keep(g))
+			}
+			k := &a.keys[a.pending[i-nt]]
+			err := a.write(k)
+			switch {
+			case err == nil:
+				k.written, k.done = true, true
+			case isConflict(err):
+				k.conflict = true
+				err = nil
 			}
 			return err
+		})
+		if err != nil {
+			return a.fail(err)
+		}
+		conflicts := a.pending[:0]
+		for _, ki := range a.pending {
+			if a.keys[ki].conflict {
+				a.keys[ki].conflict = false
+				conflicts = append(conflicts, ki)
+			}
+		}
+		if len(conflicts) == 0 {
+			return nil
+		}
+		if round >= a.s.maxRetries {
+			return a.fail(contention("set", a.keys[conflicts[0]].key, round))
+		}
+		if err := a.readKeys(conflicts); err != nil {
+			return a.fail(err)
+		}
+		veto := false
+		for _, ki := range conflicts {
+			if a.stepKey(ki) && !a.veto {
+				veto = true
+			}
+		}
+		if veto {
+			if err := a.undo(); err != nil {
+				return err
+			}
+			a.applyVeto()
 		}
 	}
-	return nil
+}
+
+// keep is how many hits the call keeps on g's counter.
+func (a *applier) keep(g *fastGroup) int64 {
+	if a.veto {
+		return 0
+	}
+	return g.admitted
+}
+
+// fail takes back what the call consumed, as far as the servers can still
+// be reached, and returns err (joined with the errors of taking back).
+func (a *applier) fail(err error) error {
+	a.veto = true
+	if uerr := a.undo(); uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	return err
+}
+
+// undo takes back, in parallel, the hits that the ops with Hits > 0
+// consumed on the keys already written and on the counters, and reports
+// those ops as checks. Refunds (Hits < 0) of this call stay applied.
+func (a *applier) undo() error {
+	a.tasks = a.tasks[:0]
+	for gi := range a.fast {
+		if a.fast[gi].consumed > 0 {
+			a.tasks = append(a.tasks, -1-gi)
+		}
+	}
+	for ki := range a.keys {
+		if k := &a.keys[ki]; k.written && a.consumed(k) {
+			a.tasks = append(a.tasks, ki)
+		}
+	}
+	err := parallel(len(a.tasks), func(i int) error {
+		t := a.tasks[i]
+		if t < 0 {
+			return a.giveBack(&a.fast[-1-t], 0)
+		}
+		k := &a.keys[t]
+		err := a.refund(k)
+		k.written, k.dirty = false, false
+		return err
+	})
+	for gi := range a.fast {
+		a.fastVeto(&a.fast[gi])
+	}
+	return err
 }
 
 // stepKey steps the ops on keys[ki] in order from its state as read,
@@ -160,61 +392,6 @@ func (a *applier) stepKey(ki int) (vetoes bool) {
 	}
 	k.staged = st
 	return vetoes
-}
-
-// commit writes keys[ki], re-reading and re-stepping it after every lost
-// race. When the re-stepped key vetoes the request, it refunds the keys
-// already written and re-steps the others under the veto.
-func (a *applier) commit(ki int) error {
-	k := &a.keys[ki]
-	for attempt := 0; ; attempt++ {
-		err := a.write(k)
-		if err == nil {
-			k.written, k.done = true, true
-			return nil
-		}
-		if !isConflict(err) {
-			return err
-		}
-		if attempt >= a.s.maxRetries {
-			return fmt.Errorf("%w: key %q, %d retries: %w", ErrContention, k.key, attempt, limiter.ErrUnavailable)
-		}
-		if err := a.read(k); err != nil {
-			return err
-		}
-		if a.stepKey(ki) && !a.veto {
-			a.veto = true
-			if err := a.refundWritten(); err != nil {
-				return err
-			}
-			for kj := range a.keys {
-				if !a.keys[kj].done {
-					a.stepKey(kj)
-				}
-			}
-		}
-		if !k.dirty {
-			return nil
-		}
-	}
-}
-
-// refundWritten takes back the hits that the ops with Hits > 0 consumed
-// on the keys already written, and reports those ops as checks on the
-// refunded state. Refunds (Hits < 0) of this call stay applied.
-func (a *applier) refundWritten() error {
-	var errs []error
-	for ki := range a.keys {
-		k := &a.keys[ki]
-		if !k.written || !a.consumed(k) {
-			continue
-		}
-		if err := a.refund(k); err != nil {
-			errs = append(errs, err)
-		}
-		k.written, k.dirty = false, false
-	}
-	return errors.Join(errs...)
 }
 
 // consumed reports whether an op with Hits > 0 was admitted on k.
@@ -260,30 +437,40 @@ func (a *applier) refund(k *keyState) error {
 			return err
 		}
 		if attempt >= a.s.maxRetries {
-			return fmt.Errorf("%w: refund of key %q, %d retries: %w", ErrContention, k.key, attempt, limiter.ErrUnavailable)
+			return contention("refund of", k.key, attempt)
 		}
 	}
 }
 
-// readAll reads every key of the call: one get for one key, else one
-// multi-get (one round trip per server, in parallel).
+// readAll reads every key of the call.
 func (a *applier) readAll() error {
-	if err := a.check("get", a.keys[0].key); err != nil {
+	a.pending = a.pending[:0]
+	for ki := range a.keys {
+		a.pending = append(a.pending, ki)
+	}
+	return a.readKeys(a.pending)
+}
+
+// readKeys reads the keys of the given indices: one get for one key, else
+// one multi-get (one round trip per server, in parallel).
+func (a *applier) readKeys(kis []int) error {
+	first := &a.keys[kis[0]]
+	if len(kis) == 1 {
+		return a.read(first)
+	}
+	if err := a.check("get", first.key); err != nil {
 		return err
 	}
-	if len(a.keys) == 1 {
-		return a.read(&a.keys[0])
-	}
-	mkeys := make([]string, len(a.keys))
-	for i := range a.keys {
-		mkeys[i] = a.keys[i].mkey
+	mkeys := make([]string, len(kis))
+	for i, ki := range kis {
+		mkeys[i] = a.keys[ki].mkey
 	}
 	items, err := a.s.mc.GetMulti(mkeys)
 	if err != nil {
-		return unavailable("get", a.keys[0].key, err)
+		return unavailable("get", first.key, err)
 	}
-	for i := range a.keys {
-		k := &a.keys[i]
+	for _, ki := range kis {
+		k := &a.keys[ki]
 		if err := a.setItem(k, items[k.mkey]); err != nil {
 			return err
 		}
@@ -337,10 +524,10 @@ func (a *applier) write(k *keyState) error {
 	if err := a.check("set", k.key); err != nil {
 		return err
 	}
-	a.buf = appendState(a.buf[:0], k.staged)
+	k.buf = appendState(k.buf[:0], k.staged)
 	// gomemcache writes the value before returning, so the buffer may be
 	// reused by the next write.
-	it := memcache.Item{Key: k.mkey, Value: a.buf, Expiration: exp}
+	it := memcache.Item{Key: k.mkey, Value: k.buf, Expiration: exp}
 	var err error
 	if k.item == nil {
 		err = a.s.mc.Add(&it)
@@ -368,6 +555,12 @@ func (a *applier) check(what, key string) error {
 		return fmt.Errorf("memcachestore: %s %q: %w: %w", what, key, limiter.ErrUnavailable, err)
 	}
 	return nil
+}
+
+// contention is the error of a key that lost more compare-and-swap (or
+// add) races than Options.MaxRetries allows.
+func contention(what, key string, attempts int) error {
+	return fmt.Errorf("%w: %s key %q, %d retries: %w", ErrContention, what, key, attempts, limiter.ErrUnavailable)
 }
 
 // unavailable wraps a client error (network, timeout, server error) in

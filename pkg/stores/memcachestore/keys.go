@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"strconv"
 )
 
 // Memcached key rules (text protocol): at most maxKeyLen bytes, none of
@@ -47,6 +48,48 @@ func memcacheKey(key string) string {
 		b = append(b, c)
 	}
 	b = append(b, hashMarker)
+	b = hex.AppendEncode(b, sum[:])
+	return string(b)
+}
+
+// windowKey returns the memcached key of the fixed_window counter of the
+// store key key for the window starting at start (microseconds):
+//
+//	memcacheKey(key) + "~w" + decimal start
+//
+// or, when that exceeds 250 bytes, readable prefix (as in memcacheKey) +
+// "~f" + hex(SHA-256(decimal start + "~" + key)). Neither form equals a
+// key memcacheKey returns, nor the other form: plain keys hold no '~';
+// hashed keys hold exactly one, followed by exactly 64 hex digits; the
+// first form has a 'w' after a '~', the second 65 hex digits after its
+// only '~'. Within each form, distinct (key, start) give distinct keys.
+func windowKey(key string, start int64) string {
+	mk := memcacheKey(key)
+	var nb [24]byte
+	num := strconv.AppendInt(nb[:0], start, 10)
+	if len(mk)+2+len(num) <= maxKeyLen {
+		b := make([]byte, 0, len(mk)+2+len(num))
+		b = append(b, mk...)
+		b = append(b, hashMarker, 'w')
+		b = append(b, num...)
+		return string(b)
+	}
+	h := sha256.New()
+	h.Write(num)
+	h.Write([]byte{hashMarker})
+	h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	n := min(len(key), hashedPrefixLen)
+	b := make([]byte, 0, n+2+2*len(sum))
+	for i := 0; i < n; i++ {
+		c := key[i]
+		if !plainByte(c) {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	b = append(b, hashMarker, 'f')
 	b = hex.AppendEncode(b, sum[:])
 	return string(b)
 }

@@ -1,6 +1,7 @@
 package memcachestore
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -94,4 +95,47 @@ func TestExpiration(t *testing.T) {
 	if exp, _ := expiration(now, math.MaxInt64); exp != 0 {
 		t.Errorf("expiration of the largest TTL = %d, want 0 (never)", exp)
 	}
+}
+
+func TestWindowKey(t *testing.T) {
+	long := strings.Repeat("k", 245)
+	keys := []string{"a", "a~w1", "with space", long, long + "j", strings.Repeat("x", 250), "ü"}
+	starts := []int64{0, 1, -1000, 1_700_000_000_000_000}
+	seen := map[string]string{}
+	for _, k := range keys {
+		if mk := memcacheKey(k); seen[mk] != "" {
+			t.Fatalf("memcacheKey(%q) collides", k)
+		} else {
+			seen[mk] = "store " + k
+		}
+	}
+	for _, k := range keys {
+		for _, st := range starts {
+			wk := windowKey(k, st)
+			if !plainOrHashedLegal(wk) {
+				t.Errorf("windowKey(%.20q, %d) = %q: not a legal memcached key", k, st, wk)
+			}
+			id := fmt.Sprintf("window %q %d", k, st)
+			if prev, dup := seen[wk]; dup {
+				t.Errorf("windowKey(%.20q, %d) = %q, also %s", k, st, wk, prev)
+			}
+			seen[wk] = id
+			if windowKey(k, st) != wk {
+				t.Errorf("windowKey(%.20q, %d) not deterministic", k, st)
+			}
+		}
+	}
+}
+
+// plainOrHashedLegal reports whether k is a legal memcached key.
+func plainOrHashedLegal(k string) bool {
+	if len(k) == 0 || len(k) > maxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

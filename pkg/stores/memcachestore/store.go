@@ -1,22 +1,44 @@
 // Package memcachestore is a limiter.Store backed by one or more memcached
 // servers (github.com/bradfitz/gomemcache).
 //
-// Memcached runs no scripts, so the store runs the Go step function of
-// each strategy itself, in an optimistic loop: it reads the states of all
-// keys of a request with one multi-get, steps them, applies the
-// all-or-nothing rule of limiter.Store, and writes the changed states back
-// with compare-and-swap (add for a missing key). A write that loses a race
-// re-reads and re-steps its key; the number of retries is bounded, and
-// running out of them is an error, never an allow.
+// Memcached runs no scripts. fixed_window (the default strategy) keeps
+// one decimal counter per key and window, under a memcached key holding
+// the window start (see windowKey), which expires with the window: a
+// request costs one incr (add on a miss) in the common case, and the
+// decision is the strategy's Step from the count before the incr. A
+// request that does not fit decrements its hits back; checks and hits
+// beyond the limit read the counter; refunds decrement it. Between an
+// incr and such a decrement, concurrent requests may see the extra hits
+// and be refused (never admitted beyond the limit). A request whose now
+// lies in an earlier window than an op this Store admitted on a key of the
+// same lock stripe (a clock that went back) looks for a later window of
+// its key holding hits, up to 32 windows back, and counts there, as Step
+// does; a clock that went back further, or a later window written only by
+// another replica, counts in the window of its own now. This layout is
+// not the one of the compare-and-swap path below: fixed_window states
+// stored by earlier versions of this package are ignored (each key starts
+// a fresh window once on upgrade).
+//
+// Every other strategy runs its Go step function in an optimistic loop:
+// the store reads the states of all keys of a request with one multi-get,
+// steps them, applies the all-or-nothing rule of limiter.Store, and writes
+// the changed states back with compare-and-swap (add for a missing key),
+// all keys in parallel. A write that loses a race re-reads and re-steps
+// its key; the number of retries is bounded, and running out of them is an
+// error, never an allow. The counters of a request's fixed_window ops are
+// updated in parallel with that multi-get, and the all-or-nothing rule
+// spans both kinds of ops: when any op vetoes the request, the counters'
+// hits are decremented back and the written states refunded.
 //
 // Keys are spread over the servers by client-side hashing (CRC-32 of the
 // key modulo the number of servers, as gomemcache's ServerList does), so
 // every replica of envoy-rls must list the same servers in the same order.
 //
-// Within one Store, calls that touch the same keys wait for each other on
-// local striped locks, so compare-and-swap races happen only between
-// processes; a hot key then costs one read and one write per request
-// instead of a storm of retries.
+// Within one Store, calls that touch the same compare-and-swap keys wait
+// for each other on local striped locks, so compare-and-swap races happen
+// only between processes; a hot key then costs one read and one write per
+// request instead of a storm of retries. fixed_window counters take no
+// local lock.
 //
 // Memcached keys are limited to 250 bytes without whitespace or control
 // characters, while store keys hold arbitrary client values: such keys
@@ -78,7 +100,8 @@ type Options struct {
 	Timeout time.Duration
 	// MaxIdleConns is the number of idle connections kept per server
 	// (default DefaultMaxIdleConns). Set it above the peak number of
-	// concurrent Apply calls, or connections are closed and dialled again.
+	// concurrent round trips (one Apply runs up to 8 at once), or
+	// connections are closed and dialled again.
 	MaxIdleConns int
 	// MaxRetries is how many times one Apply may re-read and re-step a key
 	// after losing a compare-and-swap race on it (default
@@ -93,6 +116,7 @@ type Store struct {
 	timeout    time.Duration
 	maxRetries int
 	locks      *keyLocks
+	high       *highWater
 	closed     atomic.Bool
 	pool       sync.Pool // *applier
 }
@@ -132,7 +156,7 @@ func New(opts Options) (*Store, error) {
 	mc := memcache.NewFromSelector(sel)
 	mc.Timeout = max(opts.Timeout/2, time.Millisecond)
 	mc.MaxIdleConns = opts.MaxIdleConns
-	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks()}
+	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks(), high: newHighWater()}
 	s.pool.New = func() any { return new(applier) }
 	return s, nil
 }
@@ -141,8 +165,9 @@ func New(opts Options) (*Store, error) {
 //
 // When a write loses a race and the re-stepped key now denies the
 // request, the ops of this request already written to other keys are
-// refunded (each in its own compare-and-swap loop) and the denial is
-// reported. Between that write and its refund, other requests may see
+// refunded (each in its own compare-and-swap loop, in parallel), the
+// hits added to fixed_window counters are decremented back, and the
+// denial is reported. Between that write and its refund, other requests may see
 // the consumed quota and be denied; they are never over-admitted. An
 // error after some keys were written also refunds them, as far as the
 // servers can still be reached; what cannot be refunded stays consumed

@@ -328,6 +328,7 @@ func TestHungServer(t *testing.T) {
 	applyOK(t, s, now, o)
 
 	srv.Pause()
+	waitHung(t, srv.Addr)
 	out := make([]strategies.Decision, 1)
 	start := time.Now()
 	err := s.Apply(context.Background(), now, []limiter.Op{o}, out)
@@ -342,6 +343,23 @@ func TestHungServer(t *testing.T) {
 	if d := applyOK(t, s, now, o)[0]; !d.Allowed || d.Remaining > 3 {
 		t.Fatalf("Apply after resuming: %+v, want allowed with Remaining ≤ 3", d)
 	}
+}
+
+// waitHung waits until the server at addr stops answering: SIGSTOP takes
+// effect asynchronously, and a worker thread of memcached still running
+// may answer one more request (which a one-round-trip Apply then gets).
+func waitHung(t *testing.T, addr string) {
+	t.Helper()
+	mc := memcache.New(addr)
+	mc.Timeout = 20 * time.Millisecond
+	defer mc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := mc.Ping(); err != nil {
+			return
+		}
+	}
+	t.Fatalf("memcached on %s still answers after SIGSTOP", addr)
 }
 
 // TestNewWithServersDown checks that New succeeds without servers to talk
