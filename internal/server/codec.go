@@ -14,21 +14,21 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// vtMessage is implemented by the messages go-control-plane generates
-// vtprotobuf code for (RateLimitRequest, RateLimitResponse and what they
-// hold): hand-unrolled codecs that skip protobuf's reflection.
-type vtMessage interface {
-	MarshalVT() ([]byte, error)
-	UnmarshalVT([]byte) error
+// vtMarshaler is implemented by the messages go-control-plane generates
+// vtprotobuf marshalling code for (RateLimitResponse and what it holds):
+// hand-unrolled encoders that skip protobuf's reflection. go-control-plane
+// generates no vtprotobuf decoders, so requests go through protobuf.
+type vtMarshaler interface {
+	MarshalVTStrict() ([]byte, error)
 }
 
 // codec is the gRPC codec of the service: the vtprotobuf fast path where a
-// message has one, standard protobuf otherwise (health messages).
+// message has one, standard protobuf otherwise.
 type codec struct{}
 
 func (codec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(vtMessage); ok {
-		return m.MarshalVT()
+	if m, ok := v.(vtMarshaler); ok {
+		return m.MarshalVTStrict()
 	}
 	if m, ok := v.(proto.Message); ok {
 		return proto.Marshal(m)
@@ -37,9 +37,6 @@ func (codec) Marshal(v any) ([]byte, error) {
 }
 
 func (codec) Unmarshal(data []byte, v any) error {
-	if m, ok := v.(vtMessage); ok {
-		return m.UnmarshalVT(data)
-	}
 	if m, ok := v.(proto.Message); ok {
 		return proto.Unmarshal(data, m)
 	}
