@@ -16,8 +16,10 @@ import (
 
 // vtMarshaler is implemented by the messages go-control-plane generates
 // vtprotobuf marshalling code for (RateLimitResponse and what it holds):
-// hand-unrolled encoders that skip protobuf's reflection. go-control-plane
-// generates no vtprotobuf decoders, so requests go through protobuf.
+// hand-unrolled encoders that skip protobuf's reflection. That code is
+// compiled only with `-tags vtprotobuf`; without the tag every message
+// takes the protobuf path. go-control-plane generates no vtprotobuf
+// decoders, so requests always go through protobuf.
 type vtMarshaler interface {
 	MarshalVTStrict() ([]byte, error)
 }
