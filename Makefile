@@ -10,7 +10,7 @@ all: build
 
 ## build: a static, trimmed binary (the same flags as the Dockerfile)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/envoy-rls
+	CGO_ENABLED=0 $(GO) build -trimpath -tags=vtprotobuf -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/envoy-rls
 
 ## run: serve the example rules on the in-memory store
 run:

@@ -259,7 +259,7 @@ func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, erro
 		return "", errors.New("rls-bench: not inside the envoy-rls module: run from the repository")
 	}
 	bin := filepath.Join(dir, "envoy-rls")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/envoy-rls")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags=vtprotobuf", "-o", bin, "./cmd/envoy-rls")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = log, log
