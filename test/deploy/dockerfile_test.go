@@ -333,8 +333,20 @@ func TestDockerfileBuildFlags(t *testing.T) {
 	if !slices.Contains(b.env, "CGO_ENABLED=0") {
 		t.Errorf("go build env %v lacks CGO_ENABLED=0", b.env)
 	}
-	if !slices.Equal(b.flags, []string{"-trimpath"}) {
-		t.Errorf("go build flags %v, want [-trimpath]", b.flags)
+	// The release build: trimmed paths and go-control-plane's vtprotobuf
+	// encoders, the same flags as the Makefile's build target.
+	want := []string{"-trimpath", "-tags=vtprotobuf"}
+	if !slices.Equal(b.flags, want) {
+		t.Errorf("go build flags %v, want %v", b.flags, want)
+	}
+	mkBuild := regexp.MustCompile(`(?m)^\t.*\$\(GO\) build (.*)$`).FindStringSubmatch(string(readRepoFile(t, "Makefile")))
+	if mkBuild == nil {
+		t.Fatal("Makefile: no $(GO) build line")
+	}
+	for _, f := range want {
+		if !strings.Contains(mkBuild[1], f) {
+			t.Errorf("Makefile build line %q lacks %s", mkBuild[1], f)
+		}
 	}
 	if b.pkg != "./cmd/envoy-rls" {
 		t.Errorf("go build package %q, want ./cmd/envoy-rls", b.pkg)
