@@ -185,3 +185,36 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 	waitFor("health SERVING after the store returns", func() bool { return health(allow) == http.StatusOK })
 	t.Logf("slowest answer while the store was down: %v", slowest)
 }
+
+// The serve flags of every Redis topology reach the store: Sentinel, and
+// TLS with a password (from the environment) and a client certificate.
+func TestServeOnSentinelAndTLSRedis(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, rules, sharedRules)
+	sen := testservers.RedisSentinel(t)
+	tlsRedis := testservers.RedisTLS(t)
+	for name, tc := range map[string]struct {
+		env  []string
+		args []string
+	}{
+		"sentinel": {nil, []string{"--redis-mode", "sentinel", "--redis-master", sen.MasterName, "--redis-addrs", strings.Join(sen.Addrs(), ",")}},
+		"tls": {[]string{"ENVOY_RLS_REDIS_PASSWORD=" + tlsRedis.Password}, []string{"--redis-url", "rediss://" + tlsRedis.Addr,
+			"--redis-tls-ca", tlsRedis.TLS.CAFile, "--redis-tls-cert", tlsRedis.TLS.ClientCertFile, "--redis-tls-key", tlsRedis.TLS.ClientKeyFile,
+			"--redis-tls-server-name", "localhost"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"--config", rules, "--store", "redis", "--store-timeout", "2s"}, tc.args...)
+			p := startServe(t, tc.env, args...)
+			client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+			for i := 1; i <= 2; i++ {
+				resp, err := client.ShouldRateLimit(context.Background(), request("edge", []string{"token_bucket", name}))
+				if err != nil || resp.Statuses[0].CurrentLimit == nil || resp.Statuses[0].LimitRemaining != uint32(60-i) {
+					t.Fatalf("request %d: %v %v", i, resp, err)
+				}
+			}
+			if strings.Contains(p.out.String(), tlsRedis.Password) {
+				t.Fatal("the Redis password appears in the log")
+			}
+		})
+	}
+}
