@@ -85,7 +85,9 @@ func (l *listeners) close() {
 // when the files change), keepalive, connection age, message size.
 func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
 	opts := append([]grpc.ServerOption(nil),
-		grpc.MaxRecvMsgSize(s.GRPCMaxRecvBytes),
+		// The transport's backstop; the service refuses requests above
+		// --grpc-max-recv-bytes itself, with INVALID_ARGUMENT.
+		grpc.MaxRecvMsgSize(2*s.GRPCMaxRecvBytes+64<<10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  s.GRPCKeepalive,
 			Timeout:               10 * time.Second,
@@ -190,9 +192,10 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 	svc, err := server.New(server.Options{
-		Limiter:     lim,
-		Logger:      log,
-		Limits:      server.Limits{MaxDescriptors: s.MaxDescriptors, MaxEntries: s.MaxEntries, MaxValueBytes: s.MaxValueBytes},
+		Limiter: lim,
+		Logger:  log,
+		Limits: server.Limits{MaxDescriptors: s.MaxDescriptors, MaxEntries: s.MaxEntries, MaxValueBytes: s.MaxValueBytes,
+			MaxRequestBytes: s.GRPCMaxRecvBytes},
 		FailureMode: s.FailureMode,
 		Headers: server.Headers{Enabled: s.ResponseHeaders, Limit: s.HeaderLimit, Remaining: s.HeaderRemaining,
 			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},

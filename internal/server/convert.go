@@ -22,6 +22,11 @@ type Limits struct {
 	MaxDescriptors int // per request (default 64)
 	MaxEntries     int // per descriptor (default 32)
 	MaxValueBytes  int // per key or value (default 4096)
+	// MaxRequestBytes bounds the domain, keys and values of one request
+	// together (default 1 MiB). The gRPC server's own message limit sits
+	// above it, so that a large request gets INVALID_ARGUMENT naming this
+	// limit rather than a transport error.
+	MaxRequestBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -33,6 +38,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxValueBytes <= 0 {
 		l.MaxValueBytes = 4096
+	}
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = 1 << 20
 	}
 	return l
 }
@@ -75,7 +83,7 @@ func (lim Limits) convert(in *rlsv3.RateLimitRequest, c *call) error {
 	if len(ds) > lim.MaxDescriptors {
 		return fmt.Errorf("%w: %d descriptors, more than the limit of %d", errInvalid, len(ds), lim.MaxDescriptors)
 	}
-	total := 0
+	total, size := 0, len(in.Domain)
 	for i, d := range ds {
 		n := len(d.GetEntries())
 		if n == 0 {
@@ -85,6 +93,12 @@ func (lim Limits) convert(in *rlsv3.RateLimitRequest, c *call) error {
 			return fmt.Errorf("%w: descriptors[%d] has %d entries, more than the limit of %d", errInvalid, i, n, lim.MaxEntries)
 		}
 		total += n
+		for _, e := range d.Entries {
+			size += len(e.GetKey()) + len(e.GetValue())
+		}
+	}
+	if size > lim.MaxRequestBytes {
+		return fmt.Errorf("%w: the request carries %d bytes of domain, keys and values, more than the limit of %d", errInvalid, size, lim.MaxRequestBytes)
 	}
 	c.req.Domain = in.Domain
 	c.req.HitsAddend = in.HitsAddend

@@ -122,7 +122,7 @@ func TestResponseFields(t *testing.T) {
 }
 
 func TestInvalidArgument(t *testing.T) {
-	c, _, _ := serve(t, memStore(t), Options{Limits: Limits{MaxDescriptors: 2, MaxEntries: 2, MaxValueBytes: 8}})
+	c, _, _ := serve(t, memStore(t), Options{Limits: Limits{MaxDescriptors: 2, MaxEntries: 2, MaxValueBytes: 8, MaxRequestBytes: 20}})
 	big := desc("k", "v")
 	big.HitsAddend = wrapperspb.UInt64(1 << 60)
 	badUnit := desc("k", "v")
@@ -130,16 +130,17 @@ func TestInvalidArgument(t *testing.T) {
 	zeroMult := desc("k", "v")
 	zeroMult.Limit = &rlcommon.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_SECOND, UnitMultiplier: wrapperspb.UInt32(0)}
 	for want, req := range map[string]*rlsv3.RateLimitRequest{
-		"domain is empty":       {Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}},
-		"no descriptors":        {Domain: "d"},
-		"descriptors[1] has no": {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v"), {}}},
-		"3 descriptors":         {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v"), desc("k", "v"), desc("k", "v")}},
-		"3 entries":             {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("a", "1", "b", "2", "c", "3")}},
-		"longer than 8 bytes":   {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "123456789")}},
-		"empty key":             {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("", "v")}},
-		"hits_addend":           {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{big}},
-		"not a rate-limit unit": {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{badUnit}},
-		"unit_multiplier is 0":  {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{zeroMult}},
+		"domain is empty":           {Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}},
+		"no descriptors":            {Domain: "d"},
+		"descriptors[1] has no":     {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v"), {}}},
+		"3 descriptors":             {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v"), desc("k", "v"), desc("k", "v")}},
+		"3 entries":                 {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("a", "1", "b", "2", "c", "3")}},
+		"longer than 8 bytes":       {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "123456789")}},
+		"empty key":                 {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("", "v")}},
+		"hits_addend":               {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{big}},
+		"not a rate-limit unit":     {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{badUnit}},
+		"unit_multiplier is 0":      {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{zeroMult}},
+		"more than the limit of 20": {Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k1", "12345678", "k2", "12345678")}},
 	} {
 		_, err := c.ShouldRateLimit(context.Background(), req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), want) {
