@@ -24,9 +24,6 @@ func (f FixedWindow) Prepare(lim Limit) (Limit, error) {
 	if err != nil {
 		return lim, err
 	}
-	if err := checkExact(f.Name(), "period", lim.Period); err != nil {
-		return lim, err
-	}
 	if err := checkExact(f.Name(), "requests", lim.Requests); err != nil {
 		return lim, err
 	}

@@ -27,7 +27,8 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// prepareCommon checks what every strategy requires of a limit and fills
+// prepareCommon checks what every strategy requires of a limit (requests
+// ≥ 0, 0 < period ≤ MaxExact, burst and max_debt ≥ 0) and fills
 // RateNum/RateDen (the rate L/W reduced to lowest terms, so that a level
 // scaled by RateDen drains by RateNum per microsecond exactly).
 func prepareCommon(name string, lim Limit) (Limit, error) {
@@ -36,6 +37,9 @@ func prepareCommon(name string, lim Limit) (Limit, error) {
 	}
 	if lim.Period <= 0 {
 		return lim, fmt.Errorf("%w: %s: period must be positive, got %dµs", ErrInvalidLimit, name, lim.Period)
+	}
+	if err := checkExact(name, "period", lim.Period); err != nil {
+		return lim, err
 	}
 	if lim.Burst < 0 || lim.MaxDebt < 0 {
 		return lim, fmt.Errorf("%w: %s: burst and max_debt must not be negative", ErrInvalidLimit, name)

@@ -32,9 +32,6 @@ func (s SlidingWindowCounter) Prepare(lim Limit) (Limit, error) {
 	if err != nil {
 		return lim, err
 	}
-	if err := checkExact(s.Name(), "period", lim.Period); err != nil {
-		return lim, err
-	}
 	if err := checkExact(s.Name(), "requests × period", mulExact(lim.Requests, lim.Period)); err != nil {
 		return lim, err
 	}

@@ -38,9 +38,6 @@ func (s SlidingWindowLog) Prepare(lim Limit) (Limit, error) {
 	if lim.Requests > MaxLogLimit {
 		return lim, fmt.Errorf("%w: %s: requests %d above the log bound %d; use sliding_window_counter", ErrInvalidLimit, s.Name(), lim.Requests, MaxLogLimit)
 	}
-	if err := checkExact(s.Name(), "period", lim.Period); err != nil {
-		return lim, err
-	}
 	return lim, nil
 }
 
