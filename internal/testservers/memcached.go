@@ -46,7 +46,7 @@ func Memcached(t testing.TB) *MemcachedServer {
 	bin := memcachedBinary(t)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freeMemcachedPort()
+		port, err := freePort()
 		if err != nil {
 			t.Fatalf("testservers: memcached: %v", err)
 		}
@@ -230,27 +230,5 @@ func memcachedAnswers(c net.Conn) bool {
 // memcachedBinary returns the path of the memcached binary or fails t.
 func memcachedBinary(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("memcached"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/memcached", "/usr/local/bin/memcached", "/usr/sbin/memcached"} {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	t.Fatalf("testservers: memcached binary not found in $PATH: install the Debian package memcached (apt-get install memcached) or run scripts/test-deps.sh (CI=%q)", os.Getenv("CI"))
-	return ""
-}
-
-// freeMemcachedPort returns a loopback TCP port that was free a moment ago.
-func freeMemcachedPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	return port, nil
+	return serverBinary(t, "memcached", "memcached")
 }

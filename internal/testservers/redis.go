@@ -91,7 +91,7 @@ func RedisTLS(h Harness) *Server {
 // extra, retrying on another port when the chosen one was taken.
 func startRedis(h Harness, name string, files *TLSFiles, extra func(s *Server) []string) *Server {
 	h.Helper()
-	bin := redisBinary(h, "redis-server", "redis-server")
+	bin := serverBinary(h, "redis-server", "redis-server")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
@@ -343,7 +343,7 @@ func (c *Cluster) Addrs() []string {
 // and stops them when h is done.
 func RedisCluster(h Harness) *Cluster {
 	h.Helper()
-	cli := redisBinary(h, "redis-cli", "redis-tools")
+	cli := serverBinary(h, "redis-cli", "redis-tools")
 	c := &Cluster{}
 	for range 3 {
 		c.Nodes = append(c.Nodes, startRedis(h, "redis-cluster", nil, func(s *Server) []string {
@@ -430,7 +430,7 @@ func (s *Sentinel) Addrs() []string { return []string{s.Sentinel.Addr} }
 func RedisSentinel(h Harness) *Sentinel {
 	h.Helper()
 	master := Redis(h)
-	bin := redisBinary(h, "redis-server", "redis-server")
+	bin := serverBinary(h, "redis-server", "redis-server")
 	_, masterPort, _ := net.SplitHostPort(master.Addr)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -494,9 +494,10 @@ func (s *Sentinel) waitMaster(timeout time.Duration) error {
 	}
 }
 
-// redisBinary returns the path of the named binary or fails h, naming the
+// serverBinary returns the path of the named binary (redis-server,
+// redis-cli, memcached) or fails h, naming the
 // Debian package that provides it.
-func redisBinary(h Harness, name, pkg string) string {
+func serverBinary(h Harness, name, pkg string) string {
 	h.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
