@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,14 +25,8 @@ type MemcachedServer struct {
 	// Addr is "127.0.0.1:port"; it stays the same across Stop and Start.
 	Addr string
 
-	t    testing.TB
-	bin  string
-	port int
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
-	stderr *bytes.Buffer
+	t testing.TB
+	p proc
 }
 
 // Memcached starts a memcached server on a free loopback port and stops it
@@ -50,15 +42,23 @@ func Memcached(t testing.TB) *MemcachedServer {
 		if err != nil {
 			t.Fatalf("testservers: memcached: %v", err)
 		}
-		s := &MemcachedServer{
-			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			t:    t,
-			bin:  bin,
-			port: port,
+		s := &MemcachedServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t}
+		args := []string{
+			"-l", "127.0.0.1",
+			"-p", strconv.Itoa(port),
+			"-U", "0", // no UDP
+			"-m", "64", // MB of item memory
+			"-t", "2", // worker threads
+			"-c", "1024",
 		}
+		if os.Geteuid() == 0 {
+			// memcached refuses to run as root without naming a user.
+			args = append(args, "-u", "root")
+		}
+		s.p = proc{what: "memcached on " + s.Addr, bin: bin, args: args, ready: s.answers, timeout: memcachedStartTimeout}
 		// The free port may be taken between choosing it and memcached
 		// binding it; try another one then.
-		if lastErr = s.startMemcachedProc(); lastErr == nil {
+		if lastErr = s.p.start(); lastErr == nil {
 			t.Cleanup(s.Stop)
 			return s
 		}
@@ -92,23 +92,14 @@ func MemcachedAddrs(servers []*MemcachedServer) []string {
 
 // Stop kills the server and waits for it to exit; its data is lost. Stop
 // on a stopped server does nothing.
-func (s *MemcachedServer) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill() // fails only when it has exited already
-	<-s.exited
-	s.cmd, s.exited, s.stderr = nil, nil, nil
-}
+func (s *MemcachedServer) Stop() { s.p.stop() }
 
 // Start starts a stopped server again on the same address, empty. Start
 // on a running server does nothing. It fails the test when the server
 // does not come up.
 func (s *MemcachedServer) Start() {
 	s.t.Helper()
-	if err := s.startMemcachedProc(); err != nil {
+	if err := s.p.start(); err != nil {
 		s.t.Fatalf("testservers: memcached: restart on %s: %v", s.Addr, err)
 	}
 }
@@ -119,99 +110,34 @@ func (s *MemcachedServer) Start() {
 // cleanup work on a paused server too.
 func (s *MemcachedServer) Pause() {
 	s.t.Helper()
-	s.signal(syscall.SIGSTOP)
+	if err := s.p.signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("testservers: %v", err)
+	}
 }
 
 // Resume lets a paused server run again.
 func (s *MemcachedServer) Resume() {
 	s.t.Helper()
-	s.signal(syscall.SIGCONT)
-}
-
-func (s *MemcachedServer) signal(sig os.Signal) {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		s.t.Fatalf("testservers: memcached on %s: %v on a stopped server", s.Addr, sig)
-		return
-	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("testservers: memcached on %s: %v: %v", s.Addr, sig, err)
+	if err := s.p.signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("testservers: %v", err)
 	}
 }
 
 // Running reports whether the server process is running.
-func (s *MemcachedServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *MemcachedServer) Running() bool { return s.p.running() }
 
-// startMemcachedProc starts the process on s.port and waits until it
-// accepts connections. On failure no process is left running.
-func (s *MemcachedServer) startMemcachedProc() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return nil
+// answers reports nil when the server accepts a connection and answers a
+// version command.
+func (s *MemcachedServer) answers() error {
+	c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
+	if err != nil {
+		return err
 	}
-	args := []string{
-		"-l", "127.0.0.1",
-		"-p", strconv.Itoa(s.port),
-		"-U", "0", // no UDP
-		"-m", "64", // MB of item memory
-		"-t", "2", // worker threads
-		"-c", "1024",
+	defer c.Close()
+	if !memcachedAnswers(c) {
+		return fmt.Errorf("no memcached answer on %s", s.Addr)
 	}
-	if os.Geteuid() == 0 {
-		// memcached refuses to run as root without naming a user.
-		args = append(args, "-u", "root")
-	}
-	cmd := exec.Command(s.bin, args...)
-	stderr := new(bytes.Buffer)
-	cmd.Stdout = stderr
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", s.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status of a killed server is expected
-		close(exited)
-	}()
-
-	deadline := time.Now().Add(memcachedStartTimeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("memcached on %s exited at start: %s", s.Addr, bytes.TrimSpace(stderr.Bytes()))
-		default:
-		}
-		c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
-		if err == nil {
-			ok := memcachedAnswers(c)
-			_ = c.Close()
-			if ok {
-				s.cmd, s.exited, s.stderr = cmd, exited, stderr
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("memcached on %s did not accept connections within %s: %s", s.Addr, memcachedStartTimeout, bytes.TrimSpace(stderr.Bytes()))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return nil
 }
 
 // memcachedAnswers reports whether the server on c answers a version

@@ -54,15 +54,10 @@ type Server struct {
 	// plain one. Clients must present TLS.ClientCertFile/ClientKeyFile.
 	TLS *TLSFiles
 
-	h    Harness
-	bin  string
-	args []string
-	dir  string
-	log  string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	h   Harness
+	dir string
+	log string
+	p   proc
 }
 
 // Redis starts a single redis-server on a free loopback port, with no
@@ -100,7 +95,7 @@ func startRedis(h Harness, name string, files *TLSFiles, extra func(s *Server) [
 		}
 		s := newRedisServer(h, name, bin, port, files)
 		if extra != nil {
-			s.args = append(s.args, extra(s)...)
+			s.p.args = append(s.p.args, extra(s)...)
 		}
 		if lastErr = s.start(); lastErr == nil {
 			h.Cleanup(s.Stop)
@@ -119,11 +114,11 @@ func newRedisServer(h Harness, name, bin string, port int, files *TLSFiles) *Ser
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		TLS:  files,
 		h:    h,
-		bin:  bin,
 		dir:  dir,
 		log:  filepath.Join(dir, "redis.log"),
 	}
-	s.args = []string{
+	s.p = proc{what: name + " on " + s.Addr, bin: bin, ready: s.ping, detail: s.logTail, timeout: redisStartTimeout}
+	s.p.args = []string{
 		"--bind", "127.0.0.1",
 		"--protected-mode", "no",
 		"--save", "",
@@ -133,10 +128,10 @@ func newRedisServer(h Harness, name, bin string, port int, files *TLSFiles) *Ser
 		"--logfile", s.log,
 	}
 	if files == nil {
-		s.args = append(s.args, "--port", strconv.Itoa(port))
+		s.p.args = append(s.p.args, "--port", strconv.Itoa(port))
 	} else {
 		s.Password = RedisPassword
-		s.args = append(s.args,
+		s.p.args = append(s.p.args,
 			"--port", "0",
 			"--tls-port", strconv.Itoa(port),
 			"--tls-cert-file", files.ServerCertFile,
@@ -215,16 +210,7 @@ func (s *Server) Info(section, field string) (string, bool, error) {
 
 // Stop kills the server and waits for it to exit. Stop on a stopped
 // server does nothing.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill() // fails only when it has exited already
-	<-s.exited
-	s.cmd, s.exited = nil, nil
-}
+func (s *Server) Stop() { s.p.stop() }
 
 // Start starts a stopped server again on the same address with the same
 // configuration. Start on a running server does nothing. It fails the
@@ -237,57 +223,10 @@ func (s *Server) Start() {
 }
 
 // Running reports whether the server process is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.p.running() }
 
-// start launches the process and waits until it answers PING. On failure
-// no process is left running.
-func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return nil
-	}
-	cmd := exec.Command(s.bin, s.args...)
-	out := new(lockedBuffer)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", s.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status of a killed server is expected
-		close(exited)
-	}()
-	deadline := time.Now().Add(redisStartTimeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server on %s exited at start: %s%s", s.Addr, out.String(), s.logTail())
-		default:
-		}
-		if err := s.ping(); err == nil {
-			s.cmd, s.exited = cmd, exited
-			return nil
-		} else if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server on %s did not answer PING within %s (%v): %s%s", s.Addr, redisStartTimeout, err, out.String(), s.logTail())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// start launches the process and waits until it answers PING.
+func (s *Server) start() error { return s.p.start() }
 
 // ping reports whether the server answers PING with PONG.
 func (s *Server) ping() error {
@@ -456,11 +395,11 @@ func RedisSentinel(h Harness) *Sentinel {
 		s := &Server{
 			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 			h:    h,
-			bin:  bin,
-			args: []string{conf, "--sentinel"},
 			dir:  dir,
 			log:  filepath.Join(dir, "redis.log"),
 		}
+		s.p = proc{what: "redis sentinel on " + s.Addr, bin: bin, args: []string{conf, "--sentinel"},
+			ready: s.ping, detail: s.logTail, timeout: redisStartTimeout}
 		if lastErr = s.start(); lastErr != nil {
 			continue
 		}
