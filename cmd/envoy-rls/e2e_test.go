@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -362,5 +363,38 @@ func TestValidateAndVersion(t *testing.T) {
 	out, err = exec.Command(binary, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "envoy-rls ") {
 		t.Fatalf("version: %v\n%s", err, out)
+	}
+}
+
+// grpcurl-style clients find the service and its messages by reflection.
+func TestReflection(t *testing.T) {
+	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml")
+	stream, err := reflectionpb.NewServerReflectionClient(dial(t, p.grpcAddr)).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.CloseSend()
+	ask := func(req *reflectionpb.ServerReflectionRequest) *reflectionpb.ServerReflectionResponse {
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := ask(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+	found := false
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		found = found || s.Name == "envoy.service.ratelimit.v3.RateLimitService"
+	}
+	if !found {
+		t.Fatalf("services: %v", resp)
+	}
+	resp = ask(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{
+		FileContainingSymbol: "envoy.service.ratelimit.v3.RateLimitRequest"}})
+	if len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Fatalf("no descriptor for RateLimitRequest: %v", resp)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/internal/overlimit"
@@ -209,6 +210,9 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 
 	g := grpc.NewServer(append(svc.GRPCOptions(), gopts...)...)
 	svc.Register(g)
+	if s.GRPCReflection {
+		reflection.Register(g)
+	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", m.Handler())
 	hs := &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second}

@@ -69,6 +69,7 @@ type Serve struct {
 	GRPCMaxConnAge   time.Duration
 	GRPCKeepalive    time.Duration
 	GRPCMaxRecvBytes int
+	GRPCReflection   bool
 
 	ShutdownTimeout time.Duration
 
@@ -132,6 +133,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.GRPCTLSClientCA, "grpc-tls-client-ca", "", "gRPC: CA file for client certificates (turns mutual TLS on)")
 	fs.DurationVar(&s.GRPCMaxConnAge, "grpc-max-connection-age", 5*time.Minute, "gRPC: close connections after this age so Envoy rebalances across replicas (0: never)")
 	fs.DurationVar(&s.GRPCKeepalive, "grpc-keepalive-time", 30*time.Second, "gRPC: ping an idle connection after this long")
+	fs.BoolVar(&s.GRPCReflection, "grpc-reflection", true, "gRPC: serve the reflection service, so that grpcurl needs no proto files")
 	fs.IntVar(&s.GRPCMaxRecvBytes, "grpc-max-recv-bytes", 1<<20, "largest request in bytes (domain, keys and values); larger is INVALID_ARGUMENT")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
 	fs.IntVar(&s.MaxDescriptors, "max-descriptors", 64, "most descriptors per request; more is INVALID_ARGUMENT")
