@@ -75,14 +75,8 @@ func (FixedWindow) Step(prev State, now int64, lim Limit, hits int64) (State, De
 		d.RetryAfter = untilEnd
 		d.TTL = prevTTL()
 		return prev, d
-	case hits < 0:
-		if hits < -cur {
-			cur = 0
-		} else {
-			cur += hits
-		}
-	default:
-		cur += hits
+	default: // consume, check, or refund never below an empty counter
+		cur = max(0, cur+hits)
 	}
 	d := decide(cur)
 	d.Allowed = true

@@ -45,14 +45,8 @@ return function(prev, now, lim, hits)
     d.retry = until_end
     d.ttl = prev_ttl()
     return prev, d
-  elseif hits < 0 then
-    if hits < -cur then
-      cur = 0
-    else
-      cur = cur + hits
-    end
-  else
-    cur = cur + hits
+  else -- consume, check, or refund never below an empty counter
+    cur = mmax(0, cur + hits)
   end
   local d = decide(cur)
   d.allowed = true

@@ -96,20 +96,12 @@ func (m meter) step(prev State, now, hits int64) (State, Decision) {
 	den := m.den
 	level, t := levelAt(prev, now, m.num)
 	skew := t - now
-	capS := m.capacity * den
-	switch {
-	case hits > m.capacity:
-		d := m.report(level, skew)
-		d.Exceeds = true
+	if d, refused := m.refuse(level, skew, hits); refused {
 		return prev, d
+	}
+	switch {
 	case hits > 0:
-		need := hits * den
-		if free := capS - level; need > free {
-			d := m.report(level, skew)
-			d.RetryAfter = skew + ceilDiv(need-free, m.num)
-			return prev, d
-		}
-		level += need
+		level += hits * den
 	case hits < 0:
 		if hits <= -ceilDiv(level, den) {
 			level = 0
@@ -127,6 +119,26 @@ func (m meter) step(prev State, now, hits int64) (State, Decision) {
 
 // report returns the decision fields that describe level at now+skew:
 // Remaining, Reset and TTL.
+// refuse returns the decision for hits the meter, at level (scaled by
+// den), cannot admit now — more than its capacity, or more than is free —
+// and reports false when they fit (checks and refunds always fit).
+func (m meter) refuse(level, skew, hits int64) (Decision, bool) {
+	if hits > m.capacity {
+		d := m.report(level, skew)
+		d.Exceeds = true
+		return d, true
+	}
+	if hits > 0 {
+		need := hits * m.den
+		if free := m.capacity*m.den - level; need > free {
+			d := m.report(level, skew)
+			d.RetryAfter = skew + ceilDiv(need-free, m.num)
+			return d, true
+		}
+	}
+	return Decision{}, false
+}
+
 func (m meter) report(level, skew int64) Decision {
 	d := Decision{Remaining: (m.capacity*m.den - level) / m.den}
 	if level > 0 {

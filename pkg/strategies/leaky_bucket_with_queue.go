@@ -58,18 +58,11 @@ func (LeakyBucketWithQueue) Step(prev State, now int64, lim Limit, hits int64) (
 	skew := t - now
 	s := leakQueue(prev, t, m.num, den)
 	level := s.C*den - s.A
-	switch {
-	case hits > m.capacity:
-		d := m.report(level, skew)
-		d.Exceeds = true
+	if d, refused := m.refuse(level, skew, hits); refused {
 		return prev, d
+	}
+	switch {
 	case hits > 0:
-		need := hits * den
-		if free := m.capacity*den - level; need > free {
-			d := m.report(level, skew)
-			d.RetryAfter = skew + ceilDiv(need-free, m.num)
-			return prev, d
-		}
 		s.Log = append(s.Log, Entry{At: t, Hits: hits})
 		s.C += hits
 	case hits < 0:

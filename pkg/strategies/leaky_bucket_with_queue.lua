@@ -68,18 +68,11 @@ return function(prev, now, lim, hits)
   local skew = t - now
   local s = leak(prev, t, lim.rate_num, den)
   local level = s.c * den - s.a
-  if hits > capacity then
-    local d = meter_report(capacity, lim, level, skew)
-    d.exceeds = true
-    return prev, d
-  elseif hits > 0 then
-    local need = hits * den
-    local free = capacity * den - level
-    if need > free then
-      local d = meter_report(capacity, lim, level, skew)
-      d.retry = skew + ceil_div(need - free, lim.rate_num)
-      return prev, d
-    end
+  local refused = meter_refuse(capacity, lim, level, skew, hits)
+  if refused then
+    return prev, refused
+  end
+  if hits > 0 then
     local n = #s.log
     s.log[n + 1] = t
     s.log[n + 2] = hits

@@ -100,6 +100,26 @@ local function meter_report(capacity, lim, level, skew)
   return d
 end
 
+-- meter_refuse returns the decision for hits the meter, at level (scaled
+-- by rate_den), cannot admit now, or nil when they fit (Go's
+-- meter.refuse).
+local function meter_refuse(capacity, lim, level, skew, hits)
+  if hits > capacity then
+    local d = meter_report(capacity, lim, level, skew)
+    d.exceeds = true
+    return d
+  elseif hits > 0 then
+    local need = hits * lim.rate_den
+    local free = capacity * lim.rate_den - level
+    if need > free then
+      local d = meter_report(capacity, lim, level, skew)
+      d.retry = skew + ceil_div(need - free, lim.rate_num)
+      return d
+    end
+  end
+  return nil
+end
+
 -- meter_step applies hits at now to prev for a meter of the given
 -- capacity (Go's meter.step). State: a is the level in hits scaled by
 -- rate_den, b the time it was computed at.
@@ -108,19 +128,12 @@ local function meter_step(capacity, lim, prev, now, hits)
   local t = mmax(now, prev.b)
   local level = drain(prev.a, t - prev.b, lim.rate_num)
   local skew = t - now
-  if hits > capacity then
-    local d = meter_report(capacity, lim, level, skew)
-    d.exceeds = true
-    return prev, d
-  elseif hits > 0 then
-    local need = hits * den
-    local free = capacity * den - level
-    if need > free then
-      local d = meter_report(capacity, lim, level, skew)
-      d.retry = skew + ceil_div(need - free, lim.rate_num)
-      return prev, d
-    end
-    level = level + need
+  local refused = meter_refuse(capacity, lim, level, skew, hits)
+  if refused then
+    return prev, refused
+  end
+  if hits > 0 then
+    level = level + hits * den
   elseif hits < 0 then
     if hits <= -ceil_div(level, den) then
       level = 0

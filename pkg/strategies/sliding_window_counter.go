@@ -83,14 +83,8 @@ func (SlidingWindowCounter) Step(prev State, now int64, lim Limit, hits int64) (
 		at := swcRetryAt(old, cur, hits, l, w, start, elapsed)
 		f := fresh(cur, old)
 		return prev, Decision{Remaining: remaining(cur), Reset: f, TTL: f, RetryAfter: at - now}
-	case hits < 0:
-		if hits < -cur {
-			cur = 0
-		} else {
-			cur += hits
-		}
-	default:
-		cur += hits
+	default: // consume, check, or refund never below an empty counter
+		cur = max(0, cur+hits)
 	}
 	f := fresh(cur, old)
 	next := State{A: start, B: cur, C: old}

@@ -76,14 +76,8 @@ return function(prev, now, lim, hits)
     d.ttl = d.reset
     d.retry = at - now
     return prev, d
-  elseif hits < 0 then
-    if hits < -cur then
-      cur = 0
-    else
-      cur = cur + hits
-    end
-  else
-    cur = cur + hits
+  else -- consume, check, or refund never below an empty counter
+    cur = mmax(0, cur + hits)
   end
   local f = fresh(cur)
   local next = state(start, cur, old)
