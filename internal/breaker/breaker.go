@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
@@ -60,6 +61,10 @@ type Store struct {
 	next limiter.Store
 	opts Options
 
+	// healthy is state == Closed with no failure counted: the common case,
+	// in which Apply takes no lock.
+	healthy atomic.Bool
+
 	mu       sync.Mutex
 	state    State
 	failures int
@@ -87,7 +92,9 @@ func New(next limiter.Store, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{next: next, opts: opts, cooldown: opts.Cooldown}
+	s := &Store{next: next, opts: opts, cooldown: opts.Cooldown}
+	s.healthy.Store(true)
+	return s
 }
 
 // State returns the circuit's current state.
@@ -119,6 +126,9 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 // admit decides whether a call may go to the store; probe reports that it
 // is the half-open probe.
 func (s *Store) admit() (probe bool, err error) {
+	if s.healthy.Load() {
+		return false, nil
+	}
 	s.mu.Lock()
 	switch s.state {
 	case Closed:
@@ -156,6 +166,9 @@ func (s *Store) release(probe bool) {
 
 // record updates the circuit after a call.
 func (s *Store) record(probe, ok bool) {
+	if ok && !probe && s.healthy.Load() {
+		return // nothing to change
+	}
 	var changed bool
 	var st State
 	s.mu.Lock()
@@ -178,6 +191,7 @@ func (s *Store) record(probe, ok bool) {
 		}
 	}
 	changed, st = prev != s.state, s.state
+	s.healthy.Store(s.state == Closed && s.failures == 0)
 	s.mu.Unlock()
 	if changed && s.opts.OnChange != nil {
 		s.opts.OnChange(st)

@@ -116,3 +116,37 @@ func TestBreakerSuccessResetsFailures(t *testing.T) {
 		t.Fatalf("state %v", s.State())
 	}
 }
+
+// A healthy circuit under concurrent load stays closed and loses no call.
+func TestBreakerConcurrent(t *testing.T) {
+	f := &flaky{}
+	s := New(f, Options{Threshold: 3, Now: newClock().now})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				if err := apply(s); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if s.State() != Closed || f.count() != 4000 {
+		t.Fatalf("state %v, store calls %d", s.State(), f.count())
+	}
+	// One failure takes the slow path; a success makes it healthy again.
+	f.set(true)
+	_ = apply(s)
+	if s.healthy.Load() {
+		t.Fatal("healthy after a failure")
+	}
+	f.set(false)
+	_ = apply(s)
+	if !s.healthy.Load() || s.State() != Closed {
+		t.Fatal("not healthy after a success")
+	}
+}
