@@ -76,6 +76,37 @@ type Serve struct {
 	MaxDescriptors int
 	MaxEntries     int
 	MaxValueBytes  int
+
+	// ConfigSource is where the rules come from: "file" (Config) or
+	// "xds" (XDS). ForceStartWithoutConfig serves with no rules until the
+	// first good config arrives instead of failing at start.
+	ConfigSource            string
+	XDS                     XDS
+	ForceStartWithoutConfig bool
+	MergeDomainConfig       bool
+
+	// MetricsAddr, when set, serves MetricsPath on a listener of its own
+	// (Envoy Gateway's PROMETHEUS_ADDR); /metrics on HTTPAddr stays.
+	// ReferenceMetrics adds envoyproxy/ratelimit's metric names.
+	MetricsAddr      string
+	MetricsPath      string
+	ReferenceMetrics bool
+}
+
+// XDS is the xDS config source: a State-of-the-World ADS stream of
+// RateLimitConfig resources, as Envoy Gateway serves them.
+type XDS struct {
+	Server         string // host:port of the control plane
+	NodeID         string
+	NodeMetadata   string // JSON object, sent as the node's metadata
+	Headers        string // comma-separated key=value gRPC metadata sent on the stream
+	TLS            bool
+	TLSCA          string
+	TLSCert        string
+	TLSKey         string
+	TLSServerName  string
+	BackoffInitial time.Duration
+	BackoffMax     time.Duration
 }
 
 // EnvName returns the environment variable that sets flag name.
@@ -139,6 +170,24 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&s.MaxDescriptors, "max-descriptors", 64, "most descriptors per request; more is INVALID_ARGUMENT")
 	fs.IntVar(&s.MaxEntries, "max-entries", 32, "most entries per descriptor; more is INVALID_ARGUMENT")
 	fs.IntVar(&s.MaxValueBytes, "max-value-bytes", 4096, "longest descriptor key or value in bytes; longer is INVALID_ARGUMENT")
+
+	fs.StringVar(&s.ConfigSource, "config-source", "file", "where the rules come from: file (--config) or xds (--xds-server)")
+	fs.BoolVar(&s.ForceStartWithoutConfig, "force-start-without-config", false, "serve with no rules (every descriptor OK) until the first good config arrives, instead of failing at start")
+	fs.BoolVar(&s.MergeDomainConfig, "merge-domain-config", false, "files that share a domain are merged into one domain instead of refused")
+	fs.StringVar(&s.XDS.Server, "xds-server", "", "xds: control plane address host:port (ADS, State of the World)")
+	fs.StringVar(&s.XDS.NodeID, "xds-node-id", "envoy-ratelimit", "xds: node id sent to the control plane")
+	fs.StringVar(&s.XDS.NodeMetadata, "xds-node-metadata", "", "xds: node metadata as a JSON object")
+	fs.StringVar(&s.XDS.Headers, "xds-headers", "", "xds: comma-separated key=value gRPC metadata sent on the stream")
+	fs.BoolVar(&s.XDS.TLS, "xds-tls", false, "xds: connect with TLS (the system roots, or --xds-tls-ca)")
+	fs.StringVar(&s.XDS.TLSCA, "xds-tls-ca", "", "xds: CA file to verify the control plane (turns TLS on)")
+	fs.StringVar(&s.XDS.TLSCert, "xds-tls-cert", "", "xds: client certificate file (mutual TLS)")
+	fs.StringVar(&s.XDS.TLSKey, "xds-tls-key", "", "xds: client key file")
+	fs.StringVar(&s.XDS.TLSServerName, "xds-tls-server-name", "", "xds: server name to verify")
+	fs.DurationVar(&s.XDS.BackoffInitial, "xds-backoff-initial", time.Second, "xds: first wait before redialling the control plane (doubles, with jitter)")
+	fs.DurationVar(&s.XDS.BackoffMax, "xds-backoff-max", 30*time.Second, "xds: longest wait between redials")
+	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve metrics on a listener of its own at this address too (empty: only on --http-addr)")
+	fs.StringVar(&s.MetricsPath, "metrics-path", "/metrics", "path of the metrics on --metrics-addr")
+	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
 	return fs
 }
 
@@ -182,8 +231,23 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 func (s Serve) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("settings: "+format, a...)) }
-	if s.Config == "" {
-		bad("--config is required (or %s)", EnvName("config"))
+	switch s.ConfigSource {
+	case "file":
+		if s.Config == "" {
+			bad("--config is required (or %s)", EnvName("config"))
+		}
+	case "xds":
+		if s.XDS.Server == "" {
+			bad("--config-source xds needs --xds-server")
+		}
+		if (s.XDS.TLSCert == "") != (s.XDS.TLSKey == "") {
+			bad("--xds-tls-cert and --xds-tls-key go together")
+		}
+		if s.XDS.BackoffInitial <= 0 || s.XDS.BackoffMax < s.XDS.BackoffInitial {
+			bad("--xds-backoff-initial must be positive and not above --xds-backoff-max")
+		}
+	default:
+		bad("--config-source %q: want file or xds", s.ConfigSource)
 	}
 	if s.GRPCAddr == "" {
 		bad("--grpc-addr is empty")

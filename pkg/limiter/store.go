@@ -33,9 +33,13 @@ type Op struct {
 // (Hits 0) would. Refunds (Hits < 0) always apply. A Store sends all ops
 // of one call in as few round trips as its backend allows.
 //
-// An error means no decision could be made; it wraps ErrUnavailable when
-// the backend could not be reached in time. Implementations are safe for
-// concurrent use.
+// An error means no decision could be made. It wraps one of the errors
+// below, so that callers branch once: ErrUnavailable when the backend
+// could not be reached in time or reported itself down (the only kind a
+// circuit breaker counts), ErrOverloaded when envoy-rls itself shed the
+// call before it reached the backend, ErrInvalidRequest when the request
+// cannot be decided as asked. Any other error is internal (a malformed
+// state under one key, a bug). Implementations are safe for concurrent use.
 type Store interface {
 	Apply(ctx context.Context, now int64, ops []Op, out []strategies.Decision) error
 	Close() error
@@ -44,6 +48,17 @@ type Store interface {
 // ErrUnavailable is wrapped by Store errors caused by an unreachable,
 // failing or slow backend.
 var ErrUnavailable = errors.New("store unavailable")
+
+// ErrOverloaded is wrapped by errors of calls that envoy-rls shed itself
+// (its queue to the store was full, or the caller's deadline passed while
+// the call waited for its turn). It is not the store's fault and never
+// counts against a circuit breaker.
+var ErrOverloaded = errors.New("overloaded")
+
+// ErrInvalidRequest is wrapped by errors of requests that cannot be
+// decided as asked, such as a limit override whose window overflows.
+// The service answers INVALID_ARGUMENT; it never reaches the failure mode.
+var ErrInvalidRequest = errors.New("invalid request")
 
 // Pinger is implemented by stores that can report whether their backend
 // answers; the service reports NOT_SERVING on health while it does not.
