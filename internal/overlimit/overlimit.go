@@ -126,9 +126,11 @@ func (s *Store) remember(op *limiter.Op, d *strategies.Decision, now int64) {
 }
 
 // Apply answers the ops on cached keys locally and sends the others to
-// the store. When a cached op vetoes the request (it is not Independent),
-// the other ops go to the store as checks, since the request consumes
-// nothing.
+// the store. When a cached denial vetoes the request (limiter.Vetoes),
+// the other ops go to the store as checks, since under the all-or-nothing
+// rule of limiter.Store the request consumes nothing; refunds still go as
+// they are. The store then decides the rest of the call with the same
+// rule (limiter.Stage in the Go stores).
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	b := s.pool.Get().(*buffers)
 	defer s.release(b)
@@ -148,7 +150,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 		}
 		b.cached[i], hit = true, true
 		out[i] = strategies.Decision{RetryAfter: e.until - now, Reset: max(0, e.reset-now)}
-		if !ops[i].Independent {
+		if limiter.Vetoes(&ops[i], &out[i]) {
 			veto = true
 		}
 		s.hits.Add(1)

@@ -190,21 +190,17 @@ func (s *Store) Sweep() {
 	}
 }
 
-// staged is the working copy of one key within an Apply call.
-type staged struct {
-	key     digest
-	shard   uint32
-	read    bool // orig holds the stored state
-	dirty   bool // cur must be written back
-	orig    strategies.State
-	origExp int64
-	cur     strategies.State
-	exp     int64
+// slot is where one distinct key of an Apply call lives: its digest and
+// its shard.
+type slot struct {
+	key   digest
+	shard uint32
 }
 
 // Apply implements limiter.Store: it locks the shards of all keys of the
-// call in ascending order, steps every op on staged copies (ops on one key
-// in order), applies the all-or-nothing rule and writes the states back.
+// call in ascending order, reads every key once, decides the ops with
+// limiter.Stage (ops on one key in order, the all-or-nothing rule across
+// keys) and writes back the states that changed.
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	if s.closed.Load() {
 		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
@@ -226,13 +222,15 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	for m := s.maxNow.Load(); now > m && !s.maxNow.CompareAndSwap(m, now); m = s.maxNow.Load() {
 	}
 
-	// owner[i] is the index in keys of op i's key.
+	// owner[i] is the index in keys (and slots) of op i's key.
 	var ownerBuf [8]int
-	var keysBuf [8]staged
+	var keysBuf [8]limiter.Staged
+	var slotsBuf [8]slot
 	var lockBuf [8]uint32
-	owner, keys, locks := ownerBuf[:0], keysBuf[:0], lockBuf[:0]
+	owner, keys, slots, locks := ownerBuf[:0], keysBuf[:0], slotsBuf[:0], lockBuf[:0]
 	if len(ops) > len(ownerBuf) {
-		owner, keys, locks = make([]int, 0, len(ops)), make([]staged, 0, len(ops)), make([]uint32, 0, len(ops))
+		owner, keys = make([]int, 0, len(ops)), make([]limiter.Staged, 0, len(ops))
+		slots, locks = make([]slot, 0, len(ops)), make([]uint32, 0, len(ops))
 	}
 	var index map[string]int // only for calls with many ops
 	if len(ops) > 16 {
@@ -256,7 +254,8 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 			k = len(keys)
 			d := s.digest(ops[i].Key)
 			sh := uint32(d[0] & s.mask)
-			keys = append(keys, staged{shard: sh, key: d})
+			keys = append(keys, limiter.Staged{})
+			slots = append(slots, slot{shard: sh, key: d})
 			locks = insertSorted(locks, sh)
 			if index != nil {
 				index[ops[i].Key] = k
@@ -274,75 +273,30 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 		}
 	}()
 
-	// Read every key once.
-	for i := range ops {
-		st := &keys[owner[i]]
-		if st.read {
-			continue
-		}
-		st.read = true
-		if e, ok := s.shards[st.shard].m[st.key]; ok && e.exp > now {
-			st.orig, st.origExp = e.state(), e.exp
-			if len(s.shards[st.shard].logs) > 0 {
-				st.orig.Log = s.shards[st.shard].logs[st.key]
-			}
-		}
-		st.cur, st.exp = st.orig, st.origExp
-	}
-
-	// Pass 1: every op in order on the staged states.
-	veto := false
-	for i := range ops {
-		op := &ops[i]
-		st := &keys[owner[i]]
-		next, d := op.Strategy.Step(st.cur, now, op.Limit, op.Hits)
-		st.cur, st.exp, st.dirty = next, now+d.TTL, true
-		out[i] = d
-		if op.Hits > 0 && !d.Allowed && !op.Independent {
-			veto = true
-		}
-	}
-
-	// Pass 2 (all or nothing): nothing with Hits > 0 consumes. Refused
-	// ops keep their refusal; admitted ones report a check; refunds and
-	// checks apply as usual.
-	if veto {
-		for k := range keys {
-			keys[k].cur, keys[k].exp, keys[k].dirty = keys[k].orig, keys[k].origExp, false
-		}
-		for i := range ops {
-			op := &ops[i]
-			st := &keys[owner[i]]
-			switch {
-			case op.Hits > 0 && !out[i].Allowed:
-			case op.Hits > 0:
-				_, out[i] = op.Strategy.Step(st.cur, now, op.Limit, 0)
-			default:
-				next, d := op.Strategy.Step(st.cur, now, op.Limit, op.Hits)
-				st.cur, st.exp, st.dirty = next, now+d.TTL, true
-				out[i] = d
+	for k := range keys {
+		sl := &slots[k]
+		sh := &s.shards[sl.shard]
+		if e, ok := sh.m[sl.key]; ok && e.exp > now {
+			keys[k].Orig = e.state()
+			if len(sh.logs) > 0 {
+				keys[k].Orig.Log = sh.logs[sl.key]
 			}
 		}
 	}
-
-	// Write back, each key once (at the first op that names it).
-	for i := range ops {
-		k := owner[i]
-		st := &keys[k]
-		if !st.dirty {
-			continue
+	limiter.Stage(now, ops, owner, keys, out)
+	for k := range keys {
+		if keys[k].Dirty {
+			s.write(&s.shards[slots[k].shard], slots[k].key, &keys[k].State, now+keys[k].TTL, now)
 		}
-		st.dirty = false
-		s.write(&s.shards[st.shard], st, now)
 	}
 	return nil
 }
 
-// write stores st under its key in sh, whose lock is held.
-func (s *Store) write(sh *shard, st *staged, now int64) {
-	key := st.key
+// write stores st under key in sh, whose lock is held, to expire at exp;
+// a state that expires by now is deleted.
+func (s *Store) write(sh *shard, key digest, st *strategies.State, exp, now int64) {
 	_, had := sh.m[key]
-	if st.exp <= now {
+	if exp <= now {
 		if had {
 			sh.delete(key)
 			s.keys.Add(-1)
@@ -355,9 +309,9 @@ func (s *Store) write(sh *shard, st *staged, now int64) {
 		}
 		s.keys.Add(1)
 	}
-	sh.m[key] = entry{a: st.cur.A, b: st.cur.B, c: st.cur.C, exp: st.exp}
-	if len(st.cur.Log) > 0 {
-		sh.logs[key] = st.cur.Log
+	sh.m[key] = entry{a: st.A, b: st.B, c: st.C, exp: exp}
+	if len(st.Log) > 0 {
+		sh.logs[key] = st.Log
 	} else if len(sh.logs) > 0 {
 		delete(sh.logs, key)
 	}
