@@ -29,7 +29,6 @@ import (
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/internal/tlsfiles"
-	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 )
@@ -128,7 +127,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	var lim *limiter.Limiter
 	var cache *overlimit.Store
 	w, err := reload.New(reload.Options{Path: s.Config, Logger: log, OnChange: func() {
-		cfg, err := descriptors.Load(s.Config)
+		cfg, err := loadConfig(s)
 		if err != nil {
 			m.ConfigLoadFailed()
 			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
@@ -145,7 +144,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return fmt.Errorf("app: watching %s: %w", s.Config, err)
 	}
 	defer w.Close()
-	cfg, err := descriptors.Load(s.Config)
+	cfg, err := loadConfig(s)
 	if err != nil {
 		m.ConfigLoadFailed()
 		return fmt.Errorf("app: loading %s: %w", s.Config, err)

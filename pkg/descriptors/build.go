@@ -19,14 +19,10 @@ var rateLimitKeys = []string{
 	"unit", "requests_per_unit", "unlimited", "name", "replaces", "rate", "strategy", "burst", "max_debt",
 }
 
-// burstUsers and debtUsers name the strategies that read Limit.Burst and
-// Limit.MaxDebt (see strategies.Limit). Setting burst or max_debt for any
-// other strategy is a config error rather than a warning: a setting that
+// A rule may set only the parameters its strategy reads (the strategy
+// registry, strategies.Reads): setting burst or max_debt for any other
+// strategy is a config error rather than a warning, since a setting that
 // silently does nothing is a misconfiguration the operator should see.
-var (
-	burstUsers = map[string]bool{"token_bucket": true, "token_bucket_with_debt": true, "gcra": true}
-	debtUsers  = map[string]bool{"token_bucket_with_debt": true}
-)
 
 // descriptors parses the list n of descriptors below parent (nil at the
 // top level) into lv. at is the descriptor path of the list's owner.
@@ -348,14 +344,14 @@ func (p *parser) limit(d *Domain, r *Rule, loc string, s *limitSpec, idx int) *R
 	var burst, debt int64
 	if v := f["burst"]; v != nil {
 		burst, _ = p.integer(v, loc, w+"burst", strategies.MaxExact)
-		if ok && !burstUsers[stratName] {
-			p.errorf(v.Line, loc, "%sburst has no effect with strategy %s (used by gcra, token_bucket, token_bucket_with_debt)", w, stratName)
+		if ok && !strategies.Reads(stratName, "burst") {
+			p.errorf(v.Line, loc, "%sburst has no effect with strategy %s (used by %s)", w, stratName, strings.Join(strategies.Users("burst"), ", "))
 		}
 	}
 	if v := f["max_debt"]; v != nil {
 		debt, _ = p.integer(v, loc, w+"max_debt", strategies.MaxExact)
-		if ok && !debtUsers[stratName] {
-			p.errorf(v.Line, loc, "%smax_debt has no effect with strategy %s (used by token_bucket_with_debt)", w, stratName)
+		if ok && !strategies.Reads(stratName, "max_debt") {
+			p.errorf(v.Line, loc, "%smax_debt has no effect with strategy %s (used by %s)", w, stratName, strings.Join(strategies.Users("max_debt"), ", "))
 		}
 	}
 	if len(p.errs) > nErr {

@@ -1,5 +1,7 @@
 package strategies
 
+import _ "embed" // go:embed of the Lua runtime
+
 // FixedWindow counts hits in windows of Period microseconds aligned to the
 // Unix epoch (a window starts at now − now mod Period) and admits a request
 // when count + hits ≤ Requests. It is the algorithm of
@@ -12,7 +14,11 @@ package strategies
 // use and safe for concurrent use.
 type FixedWindow struct{}
 
-func init() { register(FixedWindow{}) }
+//go:embed fixed_window.lua
+var luaFixedWindow string
+
+// LuaSource returns the Lua runtime of FixedWindow.Step (see LuaStrategy).
+func (FixedWindow) LuaSource() string { return luaFixedWindow }
 
 // Name returns "fixed_window".
 func (FixedWindow) Name() string { return "fixed_window" }

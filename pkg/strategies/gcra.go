@@ -1,5 +1,7 @@
 package strategies
 
+import _ "embed" // go:embed of the Lua runtime
+
 // GCRA is the "gcra" strategy, the generic cell rate algorithm: requests
 // are paced one emission interval T = Period/Requests apart, with a
 // tolerance τ = (Burst − 1)·T for bursts. A request of h hits at now is
@@ -19,7 +21,11 @@ package strategies
 // GCRA is ready to use and safe for concurrent use.
 type GCRA struct{}
 
-func init() { register(GCRA{}) }
+//go:embed gcra.lua
+var luaGCRA string
+
+// LuaSource returns the Lua runtime of GCRA.Step (see LuaStrategy).
+func (GCRA) LuaSource() string { return luaGCRA }
 
 // Name returns "gcra".
 func (GCRA) Name() string { return "gcra" }

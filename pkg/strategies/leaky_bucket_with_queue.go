@@ -1,6 +1,9 @@
 package strategies
 
-import "fmt"
+import (
+	_ "embed" // go:embed of the Lua runtime
+	"fmt"
+)
 
 // MaxQueueLimit is the largest Requests leaky_bucket_with_queue accepts. Its
 // state holds one Entry (16 bytes) per queued request, at most Requests of
@@ -27,7 +30,11 @@ const MaxQueueLimit = 10_000
 // LeakyBucketWithQueue is ready to use and safe for concurrent use.
 type LeakyBucketWithQueue struct{}
 
-func init() { register(LeakyBucketWithQueue{}) }
+//go:embed leaky_bucket_with_queue.lua
+var luaLeakyBucketWithQueue string
+
+// LuaSource returns the Lua runtime of LeakyBucketWithQueue.Step (see LuaStrategy).
+func (LeakyBucketWithQueue) LuaSource() string { return luaLeakyBucketWithQueue }
 
 // Name returns "leaky_bucket_with_queue".
 func (LeakyBucketWithQueue) Name() string { return "leaky_bucket_with_queue" }

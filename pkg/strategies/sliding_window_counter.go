@@ -1,5 +1,7 @@
 package strategies
 
+import _ "embed" // go:embed of the Lua runtime
+
 // SlidingWindowCounter approximates a sliding window with two fixed
 // windows aligned to the Unix epoch: the count of the previous window is
 // weighted by the part of it that the sliding window still covers. With
@@ -20,7 +22,11 @@ package strategies
 // safe for concurrent use.
 type SlidingWindowCounter struct{}
 
-func init() { register(SlidingWindowCounter{}) }
+//go:embed sliding_window_counter.lua
+var luaSlidingWindowCounter string
+
+// LuaSource returns the Lua runtime of SlidingWindowCounter.Step (see LuaStrategy).
+func (SlidingWindowCounter) LuaSource() string { return luaSlidingWindowCounter }
 
 // Name returns "sliding_window_counter".
 func (SlidingWindowCounter) Name() string { return "sliding_window_counter" }

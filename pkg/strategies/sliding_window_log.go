@@ -1,6 +1,9 @@
 package strategies
 
-import "fmt"
+import (
+	_ "embed" // go:embed of the Lua runtime
+	"fmt"
+)
 
 // MaxLogLimit is the largest Requests sliding_window_log accepts. The log
 // holds at most one entry per distinct admission instant, so it has at
@@ -23,7 +26,11 @@ const MaxLogLimit = 10000
 // to use and safe for concurrent use.
 type SlidingWindowLog struct{}
 
-func init() { register(SlidingWindowLog{}) }
+//go:embed sliding_window_log.lua
+var luaSlidingWindowLog string
+
+// LuaSource returns the Lua runtime of SlidingWindowLog.Step (see LuaStrategy).
+func (SlidingWindowLog) LuaSource() string { return luaSlidingWindowLog }
 
 // Name returns "sliding_window_log".
 func (SlidingWindowLog) Name() string { return "sliding_window_log" }

@@ -11,10 +11,7 @@
 // Prepare rejects limits for which that cannot be guaranteed.
 package strategies
 
-import (
-	"errors"
-	"sort"
-)
+import "errors"
 
 // MaxExact is the largest magnitude an intermediate value may reach: 2^53,
 // the largest integer range a float64 (Redis Lua's number) holds exactly.
@@ -114,33 +111,6 @@ type Strategy interface {
 	// consuming, hits < 0 refunds -hits (never more than was consumed).
 	// A denied request returns prev unchanged. lim must come from Prepare.
 	Step(prev State, now int64, lim Limit, hits int64) (State, Decision)
-}
-
-var registry = map[string]Strategy{}
-
-// register adds s to the lookup table; each strategy file calls it from
-// init, so adding a strategy is one file trio and one register line.
-func register(s Strategy) {
-	if _, dup := registry[s.Name()]; dup {
-		panic("strategies: duplicate strategy " + s.Name()) // programming error at init
-	}
-	registry[s.Name()] = s
-}
-
-// Lookup returns the strategy with the given config name.
-func Lookup(name string) (Strategy, bool) {
-	s, ok := registry[name]
-	return s, ok
-}
-
-// Names returns the config names of all strategies, sorted.
-func Names() []string {
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // Default is the strategy of a rule that names none.

@@ -1,6 +1,9 @@
 package strategies
 
-import "fmt"
+import (
+	_ "embed" // go:embed of the Lua runtime
+	"fmt"
+)
 
 // TokenBucket is a bucket of capacity C = Burst (default Requests) tokens
 // that refills continuously at Requests per Period and starts full. A
@@ -18,7 +21,11 @@ import "fmt"
 // use.
 type TokenBucket struct{}
 
-func init() { register(TokenBucket{}) }
+//go:embed token_bucket.lua
+var luaTokenBucket string
+
+// LuaSource returns the Lua runtime of TokenBucket.Step (see LuaStrategy).
+func (TokenBucket) LuaSource() string { return luaTokenBucket }
 
 // Name returns "token_bucket".
 func (TokenBucket) Name() string { return "token_bucket" }

@@ -1,5 +1,7 @@
 package strategies
 
+import _ "embed" // go:embed of the Lua runtime
+
 // TokenBucketWithDebt is the "token_bucket_with_debt" strategy: a token
 // bucket of capacity Burst (default Requests) refilled at Requests per
 // Period whose tokens may fall to −MaxDebt. A request of h hits is admitted
@@ -19,7 +21,11 @@ package strategies
 // The zero TokenBucketWithDebt is ready to use and safe for concurrent use.
 type TokenBucketWithDebt struct{}
 
-func init() { register(TokenBucketWithDebt{}) }
+//go:embed token_bucket_with_debt.lua
+var luaTokenBucketWithDebt string
+
+// LuaSource returns the Lua runtime of TokenBucketWithDebt.Step (see LuaStrategy).
+func (TokenBucketWithDebt) LuaSource() string { return luaTokenBucketWithDebt }
 
 // Name returns "token_bucket_with_debt".
 func (TokenBucketWithDebt) Name() string { return "token_bucket_with_debt" }

@@ -6,9 +6,10 @@
 --
 -- KEYS[i] is the key of op i. ARGV[1] is now in microseconds since the
 -- Unix epoch, or -1 to read the server's TIME. ARGV[2] is the expiry
--- slack in milliseconds. Then 9 values per op:
--- strategy id (an index of STEPS), Requests, Period, Burst, MaxDebt,
--- RateNum, RateDen, hits, independent (1 or 0).
+-- slack in milliseconds. Then 3 + LIMIT_ARGS values per op: the strategy
+-- id (an index of STEPS), the prepared Limit in the layout of the strategy
+-- registry (LIMIT_ARGS values read by limit_from_args, both from the
+-- prelude: see strategies.LuaLimitReader), hits, independent (1 or 0).
 --
 -- A state is stored as four MessagePack objects (cmsgpack, in C, so that
 -- logs of thousands of entries decode and encode fast): the integers a, b
@@ -19,7 +20,7 @@
 -- The reply is 6 integers per op: allowed (1/0), exceeds (1/0), remaining,
 -- reset, retry_after, ttl.
 
-local F = 9
+local F = 3 + LIMIT_ARGS
 local n = #KEYS
 if #ARGV ~= 2 + F * n then
   return redis.error_reply('ERR redisstore: ' .. n .. ' keys need ' .. (2 + F * n) .. ' arguments, got ' .. #ARGV)
@@ -55,16 +56,9 @@ for i = 1, n do
   ops[i] = {
     key = KEYS[i],
     step = step,
-    lim = {
-      requests = tonumber(ARGV[b + 2]),
-      period = tonumber(ARGV[b + 3]),
-      burst = tonumber(ARGV[b + 4]),
-      max_debt = tonumber(ARGV[b + 5]),
-      rate_num = tonumber(ARGV[b + 6]),
-      rate_den = tonumber(ARGV[b + 7]),
-    },
-    hits = tonumber(ARGV[b + 8]),
-    independent = ARGV[b + 9] == '1',
+    lim = limit_from_args(ARGV, b + 2),
+    hits = tonumber(ARGV[b + 2 + LIMIT_ARGS]),
+    independent = ARGV[b + 3 + LIMIT_ARGS] == '1',
   }
   if orig[KEYS[i]] == nil then
     orig[KEYS[i]] = decode(redis.call('GET', KEYS[i]))

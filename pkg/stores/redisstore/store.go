@@ -67,9 +67,10 @@ type rediser interface {
 // decisionWords is the number of integers the script returns per op.
 const decisionWords = 6
 
-// argsPerOp is the number of script arguments per op after now and the
-// expiry slack.
-const argsPerOp = 9
+// argsPerOp returns the number of script arguments per op after now and
+// the expiry slack: the strategy id, the limit in the layout of the
+// strategy registry (strategies.EncodeLimit), hits and independent.
+func argsPerOp() int { return 3 + strategies.LimitArgs() }
 
 // Store is a limiter.Store in Redis. Create it with New; the zero value is
 // not usable. A Store is safe for concurrent use; Close releases its
@@ -200,7 +201,8 @@ func (s *Store) putCall(c *call) {
 // the ops' Hits.
 func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error {
 	n := len(ops)
-	nv := 2 + argsPerOp*n
+	per := argsPerOp()
+	nv := 2 + per*n
 	if cap(c.keys) < n {
 		c.keys = make([]string, n)
 	}
@@ -235,9 +237,10 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 			indep = 1
 		}
 		keys[i] = op.Key
-		lim := &op.Limit
-		v := vals[2+argsPerOp*i : 2+argsPerOp*(i+1)]
-		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] = id, lim.Requests, lim.Period, lim.Burst, lim.MaxDebt, lim.RateNum, lim.RateDen, h, indep
+		v := vals[2+per*i : 2+per*(i+1)]
+		v[0] = id
+		j := 1 + strategies.EncodeLimit(v[1:], op.Limit)
+		v[j], v[j+1] = h, indep
 	}
 	verb, name := s.verb()
 	args := append(c.args[:0], verb, name, n)
