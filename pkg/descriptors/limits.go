@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"syscall"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -280,4 +281,21 @@ func withoutDropped(errs []error) []error {
 // moreProblems is the last line of an error whose list was cut.
 func moreProblems(n int) error {
 	return fmt.Errorf("... and %d more problems", n)
+}
+
+// maxErrorField bounds each part of an Error's text, so that a value of a
+// megabyte quoted in a message does not make a line of a megabyte.
+const maxErrorField = 512
+
+// clip shortens s to at most maxErrorField bytes, cut at a character
+// boundary and marked with "...".
+func clip(s string) string {
+	if len(s) <= maxErrorField {
+		return s
+	}
+	cut := maxErrorField - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -181,7 +181,7 @@ func (p *parser) errorf(line int, path, format string, args ...any) {
 		p.errs = append(p.errs, droppedError)
 		return
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Domain: p.domain, Path: path, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Domain: clip(p.domain), Path: clip(path), Msg: clip(fmt.Sprintf(format, args...))})
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
