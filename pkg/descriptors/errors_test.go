@@ -51,6 +51,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad_bool.yaml", []string{`4: ` + d + `shadow_mode: expected true or false, got "sometimes"`}},
 		{"negative_rpu.yaml", []string{`4: ` + d + `rate_limit: requests_per_unit: expected a whole number from 0 to 4294967295, got "-1"`}},
 		{"no_limit_given.yaml", []string{`5: ` + d + `rate_limit: give unit and requests_per_unit, a rate such as "100/min", or unlimited: true`}},
+		{"alias_cycle.yaml", []string{`3: alias *a refers to the node that holds it (anchor &a at line 3): a cycle`}},
+		{"alias_bomb.yaml", []string{`7: alias *a4 expands the file past 1048576 YAML nodes: aliases repeat too much (write the repeated part out, or split the file)`}},
+		{"deep_nesting.yaml", []string{`199: the YAML nests more than 200 levels deep (aliases expanded)`}},
 		{"multiple_errors.yaml", []string{
 			`3: domain "d", descriptors[0] (key ""): descriptor key must not be empty`,
 			`5: domain "d", descriptors[1] (key "k"): rate_limit: invalid rate limit unit "fortnight" (valid units: second, minute, hour, day, week, month, year)`,

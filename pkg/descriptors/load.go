@@ -65,21 +65,30 @@ func (e *Error) Error() string {
 // are read through symlinks, so a mounted ConfigMap loads as its visible
 // files. A directory without config files gives an empty Config. Errors
 // of the files wrap ErrInvalidConfig; I/O errors are reported as they
-// are, wrapped.
+// are, wrapped. Load applies the default Limits.
 func Load(path string) (*Config, error) {
+	return LoadLimits(path, Limits{})
+}
+
+// LoadLimits is Load within lim: only regular files are read (a FIFO or a
+// device is refused, ErrNotRegular), at most lim.MaxBytes of them in all
+// (ErrTooLarge), and each file is parsed within lim (see ParseLimits).
+func LoadLimits(path string, lim Limits) (*Config, error) {
+	lim = lim.withDefaults()
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("descriptors: load: %w", err)
 	}
 	files := map[string][]byte{}
 	if !fi.IsDir() {
-		data, err := os.ReadFile(path)
+		data, err := readLimited(path, lim.MaxBytes)
 		if err != nil {
 			return nil, fmt.Errorf("descriptors: load: %w", err)
 		}
 		files[path] = data
-		return Parse(files)
+		return ParseLimits(files, lim)
 	}
+	budget := lim.MaxBytes
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("descriptors: load: %w", err)
@@ -100,28 +109,43 @@ func Load(path string) (*Config, error) {
 			ioErrs = append(ioErrs, fmt.Errorf("descriptors: load: %w", err))
 			continue
 		}
-		if !st.Mode().IsRegular() {
+		if st.IsDir() {
 			continue
 		}
-		data, err := os.ReadFile(full)
+		data, err := readLimited(full, budget)
 		if err != nil {
 			ioErrs = append(ioErrs, fmt.Errorf("descriptors: load: %w", err))
+			if errors.Is(err, ErrTooLarge) {
+				break
+			}
 			continue
 		}
+		budget -= int64(len(data))
 		files[full] = data
 	}
 	if len(ioErrs) > 0 {
 		return nil, errors.Join(ioErrs...)
 	}
-	return Parse(files)
+	return ParseLimits(files, lim)
 }
 
 // Parse validates and builds a Config from config files given as file
 // name → content. Each file becomes a DomainSpec, which Build's builder
 // turns into the match tree. Every problem of every file is reported at
 // once: the error wraps ErrInvalidConfig and joins one *Error per
-// problem, in file name order and then in file order.
+// problem, in file name order and then in file order. Parse applies the
+// default Limits.
 func Parse(files map[string][]byte) (*Config, error) {
+	return ParseLimits(files, Limits{})
+}
+
+// ParseLimits is Parse within lim: a file whose aliases refer to
+// themselves, or expand it past lim.MaxNodes nodes or lim.MaxDepth
+// levels, is refused with a problem naming the line, and the error lists
+// at most lim.MaxErrors problems, then "... and N more problems".
+func ParseLimits(files map[string][]byte, lim Limits) (*Config, error) {
+	lim = lim.withDefaults()
+	budget := &errorBudget{left: lim.MaxErrors}
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -131,12 +155,15 @@ func Parse(files map[string][]byte) (*Config, error) {
 	var errs []error
 	definedIn := map[string]string{} // domain → first file, valid or not
 	for _, name := range names {
-		p := &parser{report: &report{file: name}}
+		p := &parser{report: &report{file: name, budget: budget}, lim: lim}
 		if spec := p.file1(files[name]); spec != nil {
 			c.add(p.report, spec, definedIn)
 		}
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].(*Error).Line < p.errs[j].(*Error).Line })
-		errs = append(errs, p.errs...)
+		errs = append(errs, withoutDropped(p.errs)...)
+	}
+	if budget.dropped > 0 {
+		errs = append(errs, moreProblems(budget.dropped))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalidConfig, errors.Join(errs...))
@@ -149,6 +176,7 @@ func Parse(files map[string][]byte) (*Config, error) {
 // problems of the YAML itself (syntax, unknown keys, wrong kinds).
 type parser struct {
 	*report
+	lim Limits
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
@@ -168,6 +196,9 @@ func (p *parser) file1(data []byte) *DomainSpec {
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		p.errorf(1, "", "empty file: domain must not be empty")
+		return nil
+	}
+	if !p.checkExpansion(&doc, p.lim.withDefaults()) {
 		return nil
 	}
 	root := resolve(doc.Content[0])

@@ -111,6 +111,7 @@ func Build(specs []DomainSpec) (*Config, error) {
 	c := &Config{domains: map[string]*Domain{}}
 	files := map[string]bool{}
 	definedIn := map[string]string{}
+	budget := &errorBudget{left: Limits{}.withDefaults().MaxErrors}
 	var errs []error
 	for i := range specs {
 		s := &specs[i]
@@ -118,9 +119,12 @@ func Build(specs []DomainSpec) (*Config, error) {
 			files[s.Pos.File] = true
 			c.files = append(c.files, s.Pos.File)
 		}
-		r := &report{file: s.Pos.File, domain: s.Name}
+		r := &report{file: s.Pos.File, domain: s.Name, budget: budget}
 		c.add(r, s, definedIn)
-		errs = append(errs, r.errs...)
+		errs = append(errs, withoutDropped(r.errs)...)
+	}
+	if budget.dropped > 0 {
+		errs = append(errs, moreProblems(budget.dropped))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalidConfig, errors.Join(errs...))
@@ -158,8 +162,14 @@ type report struct {
 	file   string
 	domain string
 	errs   []error
+	budget *errorBudget // shared by the files or specs of one Parse or Build
 }
 
+// errorf records a problem, or only counts it once the budget is spent.
 func (r *report) errorf(line int, path, format string, args ...any) {
-	r.errs = append(r.errs, &Error{File: r.file, Line: line, Domain: r.domain, Path: path, Msg: fmt.Sprintf(format, args...)})
+	if !r.budget.take() {
+		r.errs = append(r.errs, droppedError)
+		return
+	}
+	r.errs = append(r.errs, &Error{File: r.file, Line: line, Domain: clip(r.domain), Path: clip(path), Msg: clip(fmt.Sprintf(format, args...))})
 }
