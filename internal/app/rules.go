@@ -25,6 +25,8 @@ func newSource(s settings.Serve, log *zap.Logger) (source.Source, error) {
 	switch s.ConfigSource {
 	case "", "file":
 		return &source.File{Path: s.Config, Logger: log}, nil
+	case "xds":
+		return newXDSSource(s, log)
 	default:
 		return nil, fmt.Errorf("app: unknown config source %q", s.ConfigSource)
 	}
