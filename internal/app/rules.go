@@ -71,28 +71,48 @@ func startRules(ctx context.Context, src source.Source, lim *limiter.Limiter, ca
 	return r
 }
 
-// waitFirst waits until the source delivered its first rule set. With
-// force it does not wait: the limiter serves no rules (every descriptor
-// OK) until the first one arrives. It fails when the first rule set is
-// refused or the source stops before delivering one.
+// forceGrace is how long waitFirst waits for the first rule set when
+// the service may start without one: long enough for a local file or a
+// reachable control plane, short enough for a startup probe.
+const forceGrace = time.Second
+
+// waitFirst waits until the source delivered its first rule set. It fails
+// when the first rule set is refused or the source stops before
+// delivering one. With force it waits at most forceGrace and never
+// fails: the limiter serves no rules (every descriptor OK) until the
+// first good rule set arrives.
 func (r *rules) waitFirst(ctx context.Context, force bool) error {
+	var grace <-chan time.Time
 	if force {
-		r.log.Info("serving with no rules until the first config arrives")
-		return nil
+		t := time.NewTimer(forceGrace)
+		defer t.Stop()
+		grace = t.C
 	}
+	var err error
 	select {
 	case <-r.first:
-		if r.firstErr != nil {
-			return fmt.Errorf("app: loading rules (%s): %w", r.src.Name(), r.firstErr)
-		}
-		return nil
+		err = r.firstErr
 	case <-r.done:
-		if r.runErr != nil {
-			return fmt.Errorf("app: loading rules (%s): %w", r.src.Name(), r.runErr)
-		}
-		return nil
+		err = r.runErr
 	case <-ctx.Done():
-		return nil
+	case <-grace:
+	}
+	switch {
+	case force && !r.hasApplied():
+		r.log.Info("serving with no rules until the first good config arrives")
+	case err != nil:
+		return fmt.Errorf("app: loading rules (%s): %w", r.src.Name(), err)
+	}
+	return nil
+}
+
+// hasApplied reports whether a rule set was applied.
+func (r *rules) hasApplied() bool {
+	select {
+	case <-r.first:
+		return r.firstErr == nil
+	default:
+		return false
 	}
 }
 
