@@ -156,11 +156,13 @@ func TestRulesArriveAndUpdatesKeepCounters(t *testing.T) {
 			t.Fatalf("hit %d: %+v", i, st)
 		}
 	}
+	published := time.Now()
 	cp.SetDomains("2", edge(
 		&rlconfv3.RateLimitDescriptor{Key: "user", RateLimit: policy(rlconfv3.RateLimitUnit_MINUTE, 5)},
 		&rlconfv3.RateLimitDescriptor{Key: "path", RateLimit: policy(rlconfv3.RateLimitUnit_MINUTE, 1)},
 	))
 	cp.WaitACK(t, "2")
+	t.Logf("update applied and ACKed %v after it was published", time.Since(published))
 	if st := u.hit(t, "edge", "user", "alice"); st.Remaining != 1 {
 		t.Errorf("unchanged rule after the update: remaining %d, want 1 (counter kept)", st.Remaining)
 	}
@@ -208,6 +210,7 @@ func TestBadUpdateIsNACKedAndStormIsBounded(t *testing.T) {
 	start, before := time.Now(), len(cp.NACKs())
 	waitFor(t, "re-sent NACKs", func() bool { return len(cp.NACKs()) >= before+4 })
 	rate := float64(len(cp.NACKs())-before) / time.Since(start).Seconds()
+	t.Logf("%.1f NACKs/s while the cache re-sends the refused snapshot", rate)
 	if rate > 20 {
 		t.Errorf("%.0f NACKs/s during the re-send loop, want at most 20 (one per RepeatDelay)", rate)
 	}
