@@ -33,6 +33,10 @@ func Build(resources []*anypb.Any) (*descriptors.Config, error) {
 			errs = append(errs, fmt.Errorf("xds: resource %d: %w", i, err))
 			continue
 		}
+		if rc.GetDomain() == "" {
+			errs = append(errs, fmt.Errorf("xds: resource %d (name %q): domain must not be empty", i, rc.GetName()))
+			continue
+		}
 		specs = append(specs, DomainSpec(&rc))
 	}
 	cfg, err := descriptors.Build(specs)

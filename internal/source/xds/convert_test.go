@@ -97,6 +97,7 @@ func TestBuildRefusesWhole(t *testing.T) {
 		{Key: "c", RateLimit: &rlconfv3.RateLimitPolicy{Unit: rlconfv3.RateLimitUnit_SECOND, Name: "me", Replaces: []*rlconfv3.RateLimitReplace{{Name: "me"}, {}}}},
 	}}, good)
 	res = append(res, &anypb.Any{TypeUrl: "type.googleapis.com/other.Type"}, &anypb.Any{TypeUrl: xds.TypeURL, Value: []byte{0xff}})
+	res = append(res, pack(t, &rlconfv3.RateLimitConfig{Name: "nameless"})...)
 	cfg, err := xds.Build(res)
 	if cfg != nil || err == nil {
 		t.Fatalf("Build = %v, %v; want an error and no config", cfg, err)
@@ -109,6 +110,7 @@ func TestBuildRefusesWhole(t *testing.T) {
 		`domain "good": domain "good" is defined twice`,
 		`xds: resource 3: type "type.googleapis.com/other.Type"`,
 		`xds: resource 4: `,
+		`xds: resource 5 (name "nameless"): domain must not be empty`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
