@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 
-	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/redisstore"
@@ -19,15 +18,15 @@ func canRun(store string) func(strategies.Strategy) error {
 	return nil
 }
 
-// loadConfig loads the rules at s.Config and refuses them when they name
-// a strategy the selected store cannot run.
-func loadConfig(s settings.Serve) (*descriptors.Config, error) {
-	cfg, err := descriptors.Load(s.Config)
-	if err != nil {
-		return nil, err
+// checkConfig returns the check every rule set passes before it serves:
+// it refuses rules that name a strategy the selected store cannot run,
+// whatever source they came from.
+func checkConfig(store string) func(*descriptors.Config) error {
+	run := canRun(store)
+	return func(cfg *descriptors.Config) error {
+		if err := limiter.CheckStrategies(cfg, run); err != nil {
+			return fmt.Errorf("app: the %s store cannot serve these rules: %w", store, err)
+		}
+		return nil
 	}
-	if err := limiter.CheckStrategies(cfg, canRun(s.Store)); err != nil {
-		return nil, fmt.Errorf("app: the %s store cannot serve these rules: %w", s.Store, err)
-	}
-	return cfg, nil
 }
