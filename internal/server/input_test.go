@@ -110,7 +110,9 @@ func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 		grpc.MaxRecvMsgSize(2*16<<10+64<<10))
 	conn := dial(t, addr, grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallSendMsgSize(1<<30)))
 
-	domain := func(v []byte) []byte { return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), v) }
+	domain := func(v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), v)
+	}
 	// big is a valid request of one descriptor whose key and value carry n bytes.
 	big := func(n int) []byte {
 		b, err := proto.Marshal(&rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", strings.Repeat("v", n))}})
