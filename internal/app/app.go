@@ -83,7 +83,9 @@ func (l *listeners) close() {
 }
 
 // grpcOptions builds the gRPC server's transport options: TLS (reloaded
-// when the files change), keepalive, connection age, message size.
+// when the files change), keepalive, connection age, message size, the
+// streams of one connection and how long a stream may wait for its
+// request.
 func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
 	opts := append([]grpc.ServerOption(nil),
 		// The transport's backstop; the service refuses requests above
@@ -96,7 +98,9 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 			MaxConnectionAgeGrace: 30 * time.Second,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(uint32(s.Input.GRPCMaxConcurrentStreams)),
 	)
+	opts = append(opts, server.RecvDeadline(s.Input.GRPCRecvTimeout)...)
 	if s.GRPCTLSCert != "" {
 		tf, err := tlsfiles.NewServer(tlsfiles.Files{CertFile: s.GRPCTLSCert, KeyFile: s.GRPCTLSKey, ClientCAFile: s.GRPCTLSClientCA},
 			func(err error) {
@@ -128,7 +132,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	var lim *limiter.Limiter
 	var cache *overlimit.Store
 	w, err := reload.New(reload.Options{Path: s.Config, Logger: log, OnChange: func() {
-		cfg, err := descriptors.Load(s.Config)
+		cfg, err := descriptors.LoadLimits(s.Config, descriptors.Limits{MaxBytes: s.Input.ConfigMaxBytes})
 		if err != nil {
 			m.ConfigLoadFailed()
 			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
@@ -145,7 +149,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return fmt.Errorf("app: watching %s: %w", s.Config, err)
 	}
 	defer w.Close()
-	cfg, err := descriptors.Load(s.Config)
+	cfg, err := descriptors.LoadLimits(s.Config, descriptors.Limits{MaxBytes: s.Input.ConfigMaxBytes})
 	if err != nil {
 		m.ConfigLoadFailed()
 		return fmt.Errorf("app: loading %s: %w", s.Config, err)
@@ -215,10 +219,12 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", m.Handler())
-	hs := &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: s.Input.HTTPReadTimeout, WriteTimeout: s.Input.HTTPWriteTimeout, IdleTimeout: s.Input.HTTPIdleTimeout}
 	var ds *http.Server
 	if lis.debug != nil {
-		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
+		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: s.Input.HTTPReadTimeout, WriteTimeout: s.Input.DebugWriteTimeout, IdleTimeout: s.Input.HTTPIdleTimeout}
 	}
 
 	errc := make(chan error, 3)
