@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -136,6 +137,9 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		if err != nil {
 			m.ConfigLoadFailed()
 			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
+			// The refused parse is garbage now: hand its memory back at
+			// once rather than hold a peak until the scavenger gets to it.
+			debug.FreeOSMemory()
 			return
 		}
 		lim.SetConfig(cfg)
