@@ -109,7 +109,7 @@ func TestConfigBombValidate(t *testing.T) {
 	}{
 		{"alias bomb", []string{file("bomb.yaml", aliasBomb())}, []string{"bomb.yaml:", "expands the file past 1048576 YAML nodes"}},
 		{"self alias", []string{file("self.yaml", selfAlias)}, []string{"self.yaml:3: alias *a refers to the node that holds it"}},
-		{"too large", []string{file("big.yaml", bigConfig(3 << 20))}, []string{"more than the 2097152 bytes left of the limit (--config-max-bytes)"}},
+		{"too large", []string{file("big.yaml", bigConfig(3<<20))}, []string{"more than the 2097152 bytes left of the limit (--config-max-bytes)"}},
 		{"densest within the limit", []string{file("dense.yaml", densest())}, []string{`dense.yaml:2: domain "edge": unknown key "x"`}},
 		{"too large for the flag", []string{"--config-max-bytes", "1000", file("small.yaml", bigConfig(2000))}, []string{"more than the 1000 bytes left"}},
 		{"fifo", []string{fifo}, []string{"fifo.yaml is a FIFO"}},
