@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -364,5 +366,57 @@ func TestStreamFlood(t *testing.T) {
 			t.Fatalf("%d goroutines a minute after the flood, from %d before", n, before)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestHTTPTimeouts holds HTTP connections the way a slow or idle client
+// would: a request whose body never comes, and a keep-alive connection
+// left idle. The server closes both after its timeouts, and the debug
+// server gets the same read and idle bounds.
+func TestHTTPTimeouts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, reloadRulesV1)
+	debug := freeAddr(t)
+	p := startServe(t, nil, "--config", path, "--debug-addr", debug,
+		"--http-read-timeout", "1s", "--http-idle-timeout", "1s")
+
+	// closedBy reads from c until the server closes it and returns what
+	// it sent; a minute without that fails the test.
+	closedBy := func(c net.Conn, what string) string {
+		t.Helper()
+		if err := c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s: the connection is still open after a minute", what)
+		}
+		return string(got)
+	}
+	for _, addr := range []string{p.httpAddr, debug} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Headers promise a body that never comes.
+		if _, err := io.WriteString(c, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+			t.Fatal(err)
+		}
+		closedBy(c, addr+": slow body")
+	}
+
+	c, err := net.Dial("tcp", p.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The answer comes, then the idle keep-alive connection is closed.
+	if got := closedBy(c, "idle keep-alive"); !strings.HasPrefix(got, "HTTP/1.1 200 OK") || !strings.HasSuffix(got, "OK") {
+		t.Errorf("answer %q", got)
 	}
 }
