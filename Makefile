@@ -46,6 +46,20 @@ bench-micro:
 clean:
 	rm -rf bin
 
+# --- fuzzing (input helper's block) ---
+FUZZTIME ?= 1m
+# package:target pairs; plain `go test` runs their seed corpora (testdata/fuzz).
+FUZZ_TARGETS := ./pkg/descriptors:FuzzParse ./internal/server:FuzzRequest
+
+.PHONY: fuzz
+## fuzz: run each fuzz target for FUZZTIME (default 1m), one after the other; a finding is written to the package's testdata/fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 $$pkg || exit 1; \
+	done
+
 # --- deployment checks (also part of `go test ./...`, hence of make test) ---
 HELM_KUBE_VERSION ?= 1.31.0
 

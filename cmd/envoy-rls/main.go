@@ -1,7 +1,7 @@
 // Command envoy-rls is an external rate-limit service for Envoy and Istio.
 //
 //	envoy-rls serve --config PATH [flags]   serve RateLimitService v3
-//	envoy-rls validate PATH...              check rule files
+//	envoy-rls validate [--config-max-bytes N] PATH...  check rule files
 //	envoy-rls healthcheck [--addr HOST:PORT] probe the gRPC health service
 //	envoy-rls version                       print the version
 package main
@@ -35,7 +35,7 @@ func main() {
 
 const usage = `usage:
   envoy-rls serve --config PATH [flags]   serve the RateLimitService (see: envoy-rls serve -h)
-  envoy-rls validate PATH...              check rule files or directories
+  envoy-rls validate [--config-max-bytes N] PATH...  check rule files or directories
   envoy-rls healthcheck [--addr HOST:PORT] exit 0 when the gRPC health service says SERVING
   envoy-rls version                       print the version
 `
@@ -88,14 +88,24 @@ func serve(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func validate(paths []string, stdout, stderr io.Writer) int {
-	if len(paths) == 0 {
-		fmt.Fprintln(stderr, "usage: envoy-rls validate PATH...")
+func validate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	maxBytes := fs.Int64("config-max-bytes", settings.DefaultConfigMaxBytes, "largest config in bytes, all files of a directory together (as serve's flag)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	paths := fs.Args()
+	if len(paths) == 0 || *maxBytes <= 0 {
+		fmt.Fprintln(stderr, "usage: envoy-rls validate [--config-max-bytes N] PATH...")
 		return 2
 	}
 	code := 0
 	for _, p := range paths {
-		cfg, err := descriptors.Load(p)
+		cfg, err := descriptors.LoadLimits(p, descriptors.Limits{MaxBytes: *maxBytes})
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: invalid:\n%v\n", p, err)
 			code = 1

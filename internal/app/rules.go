@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 func newSource(s settings.Serve, log *zap.Logger) (source.Source, error) {
 	switch s.ConfigSource {
 	case "", "file":
-		return &source.File{Path: s.Config, Logger: log, Check: checkConfig(s.Store)}, nil
+		return &source.File{Path: s.Config, Logger: log, Check: checkConfig(s.Store), Load: func(path string) (*descriptors.Config, error) {
+			return descriptors.LoadLimits(path, descriptors.Limits{MaxBytes: s.Input.ConfigMaxBytes})
+		}}, nil
 	case "xds":
 		return newXDSSource(s, log)
 	default:
@@ -141,6 +144,9 @@ func (r *rules) Apply(cfg *descriptors.Config) {
 // Refuse counts and logs a refused rule set.
 func (r *rules) Refuse(err error) {
 	r.m.ConfigLoadFailed()
+	// The refused rule set is garbage now: hand its memory back at once
+	// rather than hold a peak until the scavenger gets to it.
+	defer debug.FreeOSMemory()
 	r.firstOnce.Do(func() { r.firstErr = err; close(r.first) })
 	if r.applied {
 		r.log.Error("config refused; the previous rules keep serving", zap.Error(err))

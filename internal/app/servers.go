@@ -63,9 +63,11 @@ func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store li
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", m.Handler())
-	v.http = &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second}
+	v.http = &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: s.Input.HTTPReadTimeout, WriteTimeout: s.Input.HTTPWriteTimeout, IdleTimeout: s.Input.HTTPIdleTimeout}
 	if lis.debug != nil {
-		v.debug = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
+		v.debug = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: s.Input.HTTPReadTimeout, WriteTimeout: s.Input.DebugWriteTimeout, IdleTimeout: s.Input.HTTPIdleTimeout}
 	}
 	return v, nil
 }

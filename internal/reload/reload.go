@@ -338,7 +338,8 @@ func (w *Watcher) sync() bool {
 
 // resolveLinks returns the resolved paths of the config files that are
 // symlinks (the file itself, or the visible YAML files of the directory),
-// sorted; unresolvable links are left out.
+// sorted; unresolvable links and links to anything but a regular file
+// are left out.
 func (w *Watcher) resolveLinks() []string {
 	var links []string
 	if !w.isDir {
@@ -358,6 +359,11 @@ func (w *Watcher) resolveLinks() []string {
 		}
 		real, err := filepath.EvalSymlinks(l)
 		if err != nil {
+			continue
+		}
+		if st, err := os.Stat(real); err != nil || !st.Mode().IsRegular() {
+			// A link to a device or a FIFO is no config file (the load
+			// refuses it); its directory, /dev say, is not worth a watch.
 			continue
 		}
 		resolved = append(resolved, real)

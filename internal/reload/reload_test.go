@@ -378,3 +378,22 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Fatalf("Close without Run: %v", err)
 	}
 }
+
+// TestLinkToDeviceIsNotWatched keeps a config symlink to a device from
+// adding a watch on the device's directory (/dev): the load refuses such
+// a file, and the other files of the directory are still watched.
+func TestLinkToDeviceIsNotWatched(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{Path: dir, Logger: zaptest.NewLogger(t), OnChange: func() {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.sync()
+	if len(w.watched) != 1 || !w.watched[dir] {
+		t.Errorf("watched %v, want only %s", w.watched, dir)
+	}
+}

@@ -100,7 +100,7 @@ func New(opts Options) (*Service, error) {
 
 // Register adds the rate-limit and health services to g.
 func (s *Service) Register(g *grpc.Server) {
-	rlsv3.RegisterRateLimitServiceServer(g, s)
+	g.RegisterService(serviceDesc(), s)
 	healthpb.RegisterHealthServer(g, s.health)
 }
 
@@ -139,6 +139,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	}
 	c.statuses = c.statuses[:n]
 	over, err := s.lim.ShouldRateLimit(ctx, &c.req, c.statuses)
+	if errors.Is(err, limiter.ErrInvalidRequest) {
+		// The client's error: never the failure mode, never the store's.
+		s.metrics.ObserveRequest(telemetry.ResultInvalid, time.Since(start))
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if err != nil {
 		s.metrics.ObserveRequest(telemetry.ResultError, time.Since(start))
 		if ctx.Err() == nil && s.mode != FailError {

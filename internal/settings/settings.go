@@ -91,6 +91,9 @@ type Serve struct {
 	MetricsAddr      string
 	MetricsPath      string
 	ReferenceMetrics bool
+
+	// Input bounds config loads, gRPC streams and HTTP clients (input.go).
+	Input Input
 }
 
 // XDS is the xDS config source: a State-of-the-World ADS stream of
@@ -188,6 +191,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve metrics on a listener of its own at this address too (empty: only on --http-addr)")
 	fs.StringVar(&s.MetricsPath, "metrics-path", "/metrics", "path of the metrics on --metrics-addr")
 	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
+	inputFlags(fs, &s.Input) // input.go
 	return fs
 }
 
@@ -333,6 +337,7 @@ func (s Serve) Validate() error {
 	if s.MaxDescriptors <= 0 || s.MaxEntries <= 0 || s.MaxValueBytes <= 0 {
 		bad("--max-descriptors, --max-entries and --max-value-bytes must be positive")
 	}
+	errs = append(errs, s.Input.validate()...) // input.go
 	return errors.Join(errs...)
 }
 

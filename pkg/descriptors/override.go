@@ -29,7 +29,8 @@ func OverrideLimit(d *Domain, entries []Entry, requestsPerUnit uint32, unit Unit
 	}
 	period := unit.Micros()
 	if int64(multiplier) > strategies.MaxExact/period {
-		return nil, fmt.Errorf("%w: unit_multiplier %d is too large", ErrBadOverride, multiplier)
+		return nil, fmt.Errorf("%w: unit_multiplier %d is too large: a window of %d × %s is longer than a limit can count (at most %d × %s)",
+			ErrBadOverride, multiplier, multiplier, unit, strategies.MaxExact/period, unit)
 	}
 	period *= int64(multiplier)
 	strat, ok := strategies.Lookup(strategies.Default)
