@@ -199,7 +199,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 		if d.Override != nil {
 			rl, err := descriptors.OverrideLimit(dom, d.Entries, d.Override.RequestsPerUnit, d.Override.Unit, d.Override.Multiplier)
 			if err != nil {
-				return false, fmt.Errorf("limiter: descriptor %d: %w", i, err)
+				return false, fmt.Errorf("limiter: descriptor %d: %w: %w", i, ErrInvalidRequest, err)
 			}
 			l.addOp(s, i, rl, nil, d.Entries, hits, l.shadow)
 			continue
