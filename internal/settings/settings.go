@@ -77,6 +77,9 @@ type Serve struct {
 	MaxEntries     int
 	MaxValueBytes  int
 
+	// Resil: deadline margin, store admission, breaker (resil.go).
+	Resil Resilience
+
 	// ConfigSource is where the rules come from: "file" (Config) or
 	// "xds" (XDS). ForceStartWithoutConfig serves with no rules until the
 	// first good config arrives instead of failing at start.
@@ -188,6 +191,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve metrics on a listener of its own at this address too (empty: only on --http-addr)")
 	fs.StringVar(&s.MetricsPath, "metrics-path", "/metrics", "path of the metrics on --metrics-addr")
 	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
+	resilienceFlags(fs, &s.Resil)
 	return fs
 }
 
@@ -326,6 +330,7 @@ func (s Serve) Validate() error {
 	if s.MaxDescriptors <= 0 || s.MaxEntries <= 0 || s.MaxValueBytes <= 0 {
 		bad("--max-descriptors, --max-entries and --max-value-bytes must be positive")
 	}
+	s.Resil.validate(bad)
 	return errors.Join(errs...)
 }
 
