@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/internal/overlimit"
 	"github.com/envoy-rls/envoy-rls/internal/reload"
 	"github.com/envoy-rls/envoy-rls/internal/server"
@@ -35,7 +34,8 @@ import (
 )
 
 // NewLogger returns a zap logger of the given level ("debug", "info",
-// "warn", "error") and format ("json" or "console").
+// "warn", "error") and format ("json" or "console"). Repeated entries are
+// sampled (see sampleFirst in logsample.go).
 func NewLogger(level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -48,7 +48,9 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.Sampling = nil
 	cfg.DisableStacktrace = true
-	return cfg.Build()
+	return cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return newSampler(c, sampleTick, sampleFirst, sampleThereafter)
+	}))
 }
 
 // listeners are the sockets Run serves on, opened before anything starts
@@ -172,13 +174,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			return fmt.Errorf("app: %w", err)
 		}
 	}
-	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
-	var store limiter.Store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
-		OnChange: func(st breaker.State) {
-			m.SetBreakerState(s.Store, st.String())
-			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st))
-		},
-	})
+	var store = guardStore(s, m, raw, log) // resil.go
 	if s.LocalCacheSize > 0 {
 		cache = overlimit.New(store, s.LocalCacheSize, m.LocalCacheHit)
 		store = cache
@@ -203,6 +199,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		OverLimitBody:   []byte(s.OverLimitBody),
 		RequestMetadata: s.DynamicMetadata,
 		Metrics:         m,
+		DeadlineMargin:  s.Resil.DeadlineMargin,
 	})
 	if err != nil {
 		return err
@@ -245,8 +242,8 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	defer func() { stopWatch(); <-watchDone }()
 	go reloadOnSignal(wctx, w.Trigger)
 	hctx, stopHealth := context.WithCancel(ctx)
-	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); watchHealth(hctx, svc, store, time.Second, log) }()
+	healthDone, probe := make(chan struct{}), newStoreProbe(s, raw)
+	go func() { defer close(healthDone); watchHealth(hctx, svc, store, probe, time.Second, log) }()
 	defer func() { stopHealth(); <-healthDone }()
 	fields := []zap.Field{zap.String("grpc", lis.grpc.Addr().String()), zap.String("http", lis.http.Addr().String()),
 		zap.String("store", s.Store), zap.Bool("grpc_tls", s.GRPCTLSCert != ""), zap.Bool("mtls", s.GRPCTLSClientCA != "")}

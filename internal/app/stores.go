@@ -41,6 +41,8 @@ func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.S
 			Pipelines:   s.RedisPipelines,
 			MaxBatch:    s.RedisMaxBatch,
 			BatchWindow: s.RedisBatchWindow,
+
+			MinIdleConns: s.Resil.RedisMinIdleConns,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: redis store: %w", err)
