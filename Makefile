@@ -46,6 +46,13 @@ bench-micro:
 clean:
 	rm -rf bin
 
+# --- resilience (issue 10) ---
+.PHONY: chaos
+
+## chaos: the chaos and noisy-neighbour tests on the built binary and a real Redis, each phase ten times longer than in make test
+chaos:
+	CHAOS_LONG=1 $(GO) test -count=1 -v -timeout 30m -run 'Chaos|NoisyNeighbour|OutageLogVolume' ./cmd/envoy-rls/
+
 # --- deployment checks (also part of `go test ./...`, hence of make test) ---
 HELM_KUBE_VERSION ?= 1.31.0
 

@@ -20,13 +20,16 @@ import (
 // breaker (fails fast while the store is down), instrumented raw store.
 func guardStore(s settings.Serve, m *telemetry.Metrics, raw limiter.Store, log *zap.Logger) limiter.Store {
 	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
-	b := breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
+	var b *breaker.Store
+	b = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
 		Window:      s.Resil.BreakerWindow,
 		MinCalls:    s.Resil.BreakerMinCalls,
 		FailureRate: s.Resil.BreakerFailureRate,
 		OnChange: func(st breaker.State) {
 			m.SetBreakerState(s.Store, st.String())
-			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st))
+			calls, fails := b.Window()
+			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st),
+				zap.Int64("window_calls", calls), zap.Int64("window_failures", fails))
 		},
 	})
 	return admission.New(b, admission.Options{Capacity: int64(s.Resil.StoreMaxInflight), MaxWait: s.StoreTimeout})

@@ -59,7 +59,7 @@ var ErrOpen = fmt.Errorf("circuit breaker open: %w", limiter.ErrUnavailable)
 // Defaults of Options.
 const (
 	DefaultWindow        = 10 * time.Second
-	DefaultMinCalls      = 20
+	DefaultMinCalls      = 100
 	DefaultFailureRate   = 0.5
 	DefaultCooldown      = 500 * time.Millisecond
 	DefaultMaxCooldown   = 10 * time.Second
@@ -332,6 +332,10 @@ func (s *Store) bucket() *bucket {
 	}
 	return b
 }
+
+// Window returns the calls and the failures counted in the current window
+// (both zero just after the circuit closed).
+func (s *Store) Window() (calls, failures int64) { return s.window() }
 
 // window sums the calls and failures of the buckets within the window.
 func (s *Store) window() (calls, fails int64) {

@@ -130,7 +130,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.Store, "store", "memory", "where counters live: memory, redis or memcached")
 	fs.IntVar(&s.MemoryMaxKeys, "memory-max-keys", 1_000_000, "memory store: the most keys kept; beyond it the keys nearest expiry are evicted")
 	fs.StringVar(&s.KeyPrefix, "key-prefix", "envoy-rls:", "prefix (namespace) of every store key")
-	fs.DurationVar(&s.StoreTimeout, "store-timeout", 15*time.Millisecond, "the longest a store round trip may take before the failure mode answers")
+	fs.DurationVar(&s.StoreTimeout, "store-timeout", 250*time.Millisecond, "the longest a store call may take before the failure mode answers; a shorter gRPC deadline from Envoy (minus --deadline-margin) wins (see docs/troubleshooting.md for how the default was chosen)")
 	fs.StringVar(&s.FailureMode, "failure-mode", "error", "when the store fails: error (gRPC UNAVAILABLE; Envoy's failure_mode_deny decides), allow (OK) or deny (OVER_LIMIT)")
 
 	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379", "redis: server URL (redis:// or rediss:// for TLS; user, password and db may be in it)")
