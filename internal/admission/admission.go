@@ -27,7 +27,7 @@ import (
 const (
 	DefaultCapacity    = 2048
 	DefaultHeavyWeight = 16
-	DefaultHeavyShare  = 0.5
+	DefaultHeavyShare  = 0.25
 	DefaultMaxWait     = 100 * time.Millisecond
 	DefaultMaxWaiters  = 1024
 )

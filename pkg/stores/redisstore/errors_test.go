@@ -146,3 +146,12 @@ func TestHungRedisBlamesTheRightParty(t *testing.T) {
 		t.Fatalf("%d overloaded, %d unavailable", overloaded, unavailable)
 	}
 }
+
+func TestSoloCalls(t *testing.T) {
+	small := []limiter.Op{{Key: "k"}}
+	many := make([]limiter.Op, 17)
+	big := []limiter.Op{{Key: string(make([]byte, 20<<10))}}
+	if solo(small) || !solo(many) || !solo(big) {
+		t.Fatalf("solo: small %v, 17 ops %v, 20 KiB key %v", solo(small), solo(many), solo(big))
+	}
+}

@@ -313,7 +313,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: the caller gave up before the call: %w", err)
 	}
-	if s.batch != nil {
+	if s.batch != nil && !solo(ops) {
 		return s.applyBatched(ctx, now, ops, out)
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
