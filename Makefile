@@ -60,6 +60,13 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 $$pkg || exit 1; \
 	done
 
+# --- resilience (issue 10) ---
+.PHONY: chaos
+
+## chaos: the chaos and noisy-neighbour tests on the built binary and a real Redis, each phase ten times longer than in make test
+chaos:
+	CHAOS_LONG=1 $(GO) test -count=1 -v -timeout 30m -run 'Chaos|NoisyNeighbour|OutageLogVolume' ./cmd/envoy-rls/
+
 # --- deployment checks (also part of `go test ./...`, hence of make test) ---
 HELM_KUBE_VERSION ?= 1.31.0
 

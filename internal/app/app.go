@@ -25,7 +25,8 @@ import (
 )
 
 // NewLogger returns a zap logger of the given level ("debug", "info",
-// "warn", "error") and format ("json" or "console").
+// "warn", "error") and format ("json" or "console"). Repeated entries are
+// sampled (see sampleFirst in logsample.go).
 func NewLogger(level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -38,7 +39,9 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.Sampling = nil
 	cfg.DisableStacktrace = true
-	return cfg.Build()
+	return cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return newSampler(c, sampleTick, sampleFirst, sampleThereafter)
+	}))
 }
 
 // listeners are the sockets Run serves on, opened before anything starts
@@ -149,7 +152,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return nil
 	}
 
-	v, err := newServers(s, lis, lim, st.store, m, log)
+	v, err := newServers(s, lis, lim, st, m, log)
 	if err != nil {
 		return err
 	}

@@ -30,12 +30,12 @@ type servers struct {
 	http  *http.Server
 	debug *http.Server // nil without a debug listener
 	lis   *listeners
-	store limiter.Store // pinged by the health watcher
+	store *stack // pinged and warmed by the health watcher
 	log   *zap.Logger
 }
 
 // newServers builds the service and its servers on lis.
-func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store limiter.Store, m *telemetry.Metrics, log *zap.Logger) (*servers, error) {
+func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *stack, m *telemetry.Metrics, log *zap.Logger) (*servers, error) {
 	gopts, err := grpcOptions(s, log)
 	if err != nil {
 		return nil, err
@@ -51,6 +51,7 @@ func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store li
 		OverLimitBody:   []byte(s.OverLimitBody),
 		RequestMetadata: s.DynamicMetadata,
 		Metrics:         m,
+		DeadlineMargin:  s.Resil.DeadlineMargin,
 	})
 	if err != nil {
 		return nil, err
@@ -97,7 +98,10 @@ func (v *servers) serve(ctx context.Context, shutdownTimeout time.Duration) erro
 	}
 	hctx, stopHealth := context.WithCancel(ctx)
 	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); watchHealth(hctx, v.svc, v.store, time.Second, v.log) }()
+	go func() {
+		defer close(healthDone)
+		watchHealth(hctx, v.svc, v.store.store, v.store.probe, time.Second, v.log)
+	}()
 
 	var runErr error
 	select {

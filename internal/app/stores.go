@@ -8,7 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/internal/overlimit"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/internal/telemetry"
@@ -26,12 +25,15 @@ import (
 //  1. the backend: memory, redis or memcached (newStore);
 //  2. metrics around the backend's calls (telemetry.InstrumentStore);
 //  3. the circuit breaker, which counts the backend's failures;
-//  4. the local over-limit cache, when --local-cache-size is set.
+//  4. admission, which sheds work beyond --store-max-inflight
+//     (steps 2 to 4: guardStore in resil.go);
+//  5. the local over-limit cache, when --local-cache-size is set.
 //
 // Its owner closes it with close, which closes every layer.
 type stack struct {
 	store limiter.Store    // the top of the stack
 	cache *overlimit.Store // nil without a local cache
+	probe storeProbe       // how the health watcher warms and names the backend
 }
 
 // newStack builds the store stack the settings select.
@@ -46,14 +48,7 @@ func newStack(ctx context.Context, s settings.Serve, m *telemetry.Metrics, log *
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
-	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
-	st := &stack{}
-	st.store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
-		OnChange: func(b breaker.State) {
-			m.SetBreakerState(s.Store, b.String())
-			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", b))
-		},
-	})
+	st := &stack{store: guardStore(s, m, raw, log), probe: newStoreProbe(s, raw)}
 	if s.LocalCacheSize > 0 {
 		st.cache = overlimit.New(st.store, s.LocalCacheSize, m.LocalCacheHit)
 		st.store = st.cache
@@ -94,6 +89,8 @@ func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.S
 			Pipelines:   s.RedisPipelines,
 			MaxBatch:    s.RedisMaxBatch,
 			BatchWindow: s.RedisBatchWindow,
+
+			MinIdleConns: s.Resil.RedisMinIdleConns,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: redis store: %w", err)

@@ -48,6 +48,10 @@ type Options struct {
 	RequestMetadata bool
 	// Metrics, when set, records every request.
 	Metrics *telemetry.Metrics
+	// DeadlineMargin is kept from the deadline the caller sent, to answer
+	// in: the store call must end that long before it (at most half the
+	// time left). Zero keeps none.
+	DeadlineMargin time.Duration
 }
 
 // Failure modes.
@@ -72,6 +76,7 @@ type Service struct {
 	overBody        []byte
 	requestMetadata bool
 	metrics         *telemetry.Metrics
+	margin          time.Duration
 }
 
 var _ rlsv3.RateLimitServiceServer = (*Service)(nil)
@@ -83,7 +88,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode,
 		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata,
-		metrics: opts.Metrics}
+		metrics: opts.Metrics, margin: opts.DeadlineMargin}
 	switch s.mode {
 	case "":
 		s.mode = FailError
@@ -138,23 +143,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 		c.statuses = make([]limiter.Status, n)
 	}
 	c.statuses = c.statuses[:n]
-	over, err := s.lim.ShouldRateLimit(ctx, &c.req, c.statuses)
-	if errors.Is(err, limiter.ErrInvalidRequest) {
-		// The client's error: never the failure mode, never the store's.
-		s.metrics.ObserveRequest(telemetry.ResultInvalid, time.Since(start))
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
+	sctx, cancel := s.storeContext(ctx)
+	over, err := s.lim.ShouldRateLimit(sctx, &c.req, c.statuses)
+	cancel()
 	if err != nil {
-		s.metrics.ObserveRequest(telemetry.ResultError, time.Since(start))
-		if ctx.Err() == nil && s.mode != FailError {
-			s.log.Warn("store failed; answering per failure mode", zap.String("mode", s.mode), zap.String("domain", in.Domain), zap.Error(err))
-			s.metrics.FailureModeDecision(s.mode)
-			if s.onMode != nil {
-				s.onMode(s.mode)
-			}
-			return failureResponse(n, s.mode == FailDeny), nil
-		}
-		return nil, s.failure(ctx, in, err)
+		return s.failed(ctx, sctx, in, n, start, err)
 	}
 	if ce := s.log.Check(zap.DebugLevel, "should rate limit"); ce != nil {
 		ce.Write(zap.String("domain", in.Domain), zap.Int("descriptors", n), zap.Bool("over_limit", over))
@@ -186,15 +179,58 @@ func failureResponse(n int, deny bool) *rlsv3.RateLimitResponse {
 	return resp
 }
 
-// failure maps a limiter error to a gRPC status.
-func (s *Service) failure(ctx context.Context, in *rlsv3.RateLimitRequest, err error) error {
+// storeContext returns the context of the store call: ctx, with its
+// deadline (when it has one) brought forward by the margin, so that the
+// answer (per the failure mode, when the store is late) reaches the
+// caller before it gives up.
+func (s *Service) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok || s.margin <= 0 {
+		return ctx, func() {}
+	}
+	m := min(s.margin, time.Until(dl)/2)
+	return context.WithDeadline(ctx, dl.Add(-m))
+}
+
+// failed answers a request whose decision failed with err: ctx is the
+// caller's context, sctx the store call's. The failure mode answers only
+// when the store was unavailable, envoy-rls shed the call (overloaded) or
+// the store call ran out of the caller's time; a client error is
+// INVALID_ARGUMENT; anything else is INTERNAL. Every one counts as an
+// error in the request metrics, failure-mode answers included, so that a
+// failing store shows whatever the mode.
+func (s *Service) failed(ctx, sctx context.Context, in *rlsv3.RateLimitRequest, n int, start time.Time, err error) (*rlsv3.RateLimitResponse, error) {
+	if errors.Is(err, limiter.ErrInvalidRequest) {
+		s.metrics.ObserveRequest(telemetry.ResultInvalid, time.Since(start))
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.metrics.ObserveRequest(telemetry.ResultError, time.Since(start))
 	if ctx.Err() != nil {
-		return status.Error(codes.Canceled, "server: request cancelled: "+ctx.Err().Error())
+		return nil, status.Error(codes.Canceled, "server: request cancelled: "+ctx.Err().Error())
 	}
-	if errors.Is(err, limiter.ErrUnavailable) {
+	late := sctx.Err() != nil && errors.Is(err, sctx.Err())
+	overloaded := errors.Is(err, limiter.ErrOverloaded)
+	if !late && !overloaded && !errors.Is(err, limiter.ErrUnavailable) {
+		s.log.Error("rate limit failed", zap.String("domain", in.GetDomain()), zap.Error(err))
+		return nil, status.Error(codes.Internal, fmt.Sprintf("rate limit failed: %v", err))
+	}
+	if s.mode != FailError {
+		s.log.Warn("store failed; answering per failure mode", zap.String("mode", s.mode), zap.String("domain", in.Domain), zap.Error(err))
+		s.metrics.FailureModeDecision(s.mode)
+		if s.onMode != nil {
+			s.onMode(s.mode)
+		}
+		return failureResponse(n, s.mode == FailDeny), nil
+	}
+	switch {
+	case overloaded:
+		s.log.Warn("overloaded; request shed", zap.String("domain", in.GetDomain()), zap.Error(err))
+		return nil, status.Error(codes.Unavailable, fmt.Sprintf("rate-limit service overloaded: %v", err))
+	case late:
+		s.log.Warn("store did not answer within the caller's deadline", zap.String("domain", in.GetDomain()), zap.Error(err))
+		return nil, status.Error(codes.Unavailable, fmt.Sprintf("rate-limit store did not answer within the caller's deadline: %v", err))
+	default:
 		s.log.Warn("store unavailable", zap.String("domain", in.GetDomain()), zap.Error(err))
-		return status.Error(codes.Unavailable, fmt.Sprintf("rate-limit store unavailable: %v", err))
+		return nil, status.Error(codes.Unavailable, fmt.Sprintf("rate-limit store unavailable: %v", err))
 	}
-	s.log.Error("rate limit failed", zap.String("domain", in.GetDomain()), zap.Error(err))
-	return status.Error(codes.Unavailable, fmt.Sprintf("rate limit failed: %v", err))
 }

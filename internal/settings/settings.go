@@ -77,6 +77,9 @@ type Serve struct {
 	MaxEntries     int
 	MaxValueBytes  int
 
+	// Resil: deadline margin, store admission, breaker (resil.go).
+	Resil Resilience
+
 	// ConfigSource is where the rules come from: "file" (Config) or
 	// "xds" (XDS). ForceStartWithoutConfig serves with no rules until the
 	// first good config arrives instead of failing at start.
@@ -130,7 +133,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.Store, "store", "memory", "where counters live: memory, redis or memcached")
 	fs.IntVar(&s.MemoryMaxKeys, "memory-max-keys", 1_000_000, "memory store: the most keys kept; beyond it the keys nearest expiry are evicted")
 	fs.StringVar(&s.KeyPrefix, "key-prefix", "envoy-rls:", "prefix (namespace) of every store key")
-	fs.DurationVar(&s.StoreTimeout, "store-timeout", 15*time.Millisecond, "the longest a store round trip may take before the failure mode answers")
+	fs.DurationVar(&s.StoreTimeout, "store-timeout", 250*time.Millisecond, "the longest a store call may take before the failure mode answers; a shorter gRPC deadline from Envoy (minus --deadline-margin) wins (see docs/troubleshooting.md for how the default was chosen)")
 	fs.StringVar(&s.FailureMode, "failure-mode", "error", "when the store fails: error (gRPC UNAVAILABLE; Envoy's failure_mode_deny decides), allow (OK) or deny (OVER_LIMIT)")
 
 	fs.StringVar(&s.RedisURL, "redis-url", "redis://127.0.0.1:6379", "redis: server URL (redis:// or rediss:// for TLS; user, password and db may be in it)")
@@ -192,6 +195,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.MetricsPath, "metrics-path", "/metrics", "path of the metrics on --metrics-addr")
 	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
 	inputFlags(fs, &s.Input) // input.go
+	resilienceFlags(fs, &s.Resil)
 	return fs
 }
 
@@ -338,6 +342,7 @@ func (s Serve) Validate() error {
 		bad("--max-descriptors, --max-entries and --max-value-bytes must be positive")
 	}
 	errs = append(errs, s.Input.validate()...) // input.go
+	s.Resil.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -549,22 +549,26 @@ func isConflict(err error) bool {
 }
 
 // check returns an error when the call's context is done: no round trip
-// starts after Timeout or after ctx ends.
+// starts after Timeout or after ctx ends (see ctxError).
 func (a *applier) check(what, key string) error {
-	if err := a.ctx.Err(); err != nil {
-		return fmt.Errorf("memcachestore: %s %q: %w: %w", what, key, limiter.ErrUnavailable, err)
+	if a.ctx.Err() != nil {
+		return ctxError(a.ctx, fmt.Sprintf("%s %q", what, key))
 	}
 	return nil
 }
 
 // contention is the error of a key that lost more compare-and-swap (or
-// add) races than Options.MaxRetries allows.
+// add) races than Options.MaxRetries allows: load on one key, not an
+// outage, so it wraps limiter.ErrOverloaded.
 func contention(what, key string, attempts int) error {
-	return fmt.Errorf("%w: %s key %q, %d retries: %w", ErrContention, what, key, attempts, limiter.ErrUnavailable)
+	return fmt.Errorf("%w: %s key %q, %d retries: %w", ErrContention, what, key, attempts, limiter.ErrOverloaded)
 }
 
-// unavailable wraps a client error (network, timeout, server error) in
-// limiter.ErrUnavailable.
+// unavailable classifies a client error of a call on key (see
+// classifyClientError).
 func unavailable(what, key string, err error) error {
-	return fmt.Errorf("memcachestore: %s %q: %w: %w", what, key, limiter.ErrUnavailable, err)
+	if kind := classifyClientError(err); kind != nil {
+		return fmt.Errorf("memcachestore: %s %q: %w: %w", what, key, kind, err)
+	}
+	return fmt.Errorf("memcachestore: %s %q: %w", what, key, err)
 }

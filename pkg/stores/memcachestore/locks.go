@@ -44,14 +44,18 @@ func (l *keyLocks) stripesOf(dst []uint32, keys []keyState) []uint32 {
 
 // lock takes stripes in ascending order (so that two calls never wait for
 // each other in a cycle). On a done ctx it releases what it took and
-// returns an error wrapping limiter.ErrUnavailable.
+// returns an error wrapping limiter.ErrOverloaded (the wait was in
+// envoy-rls) or, when the caller gave up, the caller's context error.
 func (l *keyLocks) lock(ctx context.Context, stripes []uint32) error {
 	for i, s := range stripes {
 		select {
 		case l.stripes[s] <- struct{}{}:
 		case <-ctx.Done():
 			l.unlock(stripes[:i])
-			return fmt.Errorf("memcachestore: waiting for a local key lock: %w: %w", limiter.ErrUnavailable, ctx.Err())
+			if callerGone(ctx) {
+				return ctxError(ctx, "waiting for a local key lock")
+			}
+			return fmt.Errorf("memcachestore: waiting for a local key lock: %w: %w", limiter.ErrOverloaded, ctx.Err())
 		}
 	}
 	return nil

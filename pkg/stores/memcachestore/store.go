@@ -79,7 +79,7 @@ const (
 // ErrClosed is wrapped by the error of Apply and Ping after Close.
 var ErrClosed = errors.New("memcachestore: store closed")
 
-// ErrContention is wrapped (together with limiter.ErrUnavailable) by the
+// ErrContention is wrapped (together with limiter.ErrOverloaded) by the
 // error of an Apply that lost more compare-and-swap races on one key than
 // Options.MaxRetries allows.
 var ErrContention = errors.New("memcachestore: too many compare-and-swap conflicts")
@@ -187,7 +187,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if s.closed.Load() {
 		return fmt.Errorf("%w: %w", ErrClosed, limiter.ErrUnavailable)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
 	a := s.pool.Get().(*applier)
 	a.reset(s, ctx, now, ops, out)

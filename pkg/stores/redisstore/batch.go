@@ -128,9 +128,10 @@ func (b *batcher) flush(batch []*call, cmds []*redis.IntSliceCmd) []*redis.IntSl
 	if len(live) == 0 {
 		return cmds
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.s.timeout)
+	ctx, cancel := context.WithTimeoutCause(b.ctx, b.s.timeout, errStoreTimeout)
 	defer cancel()
 	for _, c := range live {
+		c.sent.Store(true)
 		cmds = append(cmds, redis.NewIntSliceCmd(ctx, c.args...))
 	}
 	b.exec(ctx, cmds)
@@ -187,6 +188,7 @@ func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, o
 	if err != nil {
 		return err
 	}
+	c.sent.Store(false)
 	c.timer.Reset(s.timeout)
 	select {
 	case s.batch.queue <- c:
@@ -196,7 +198,7 @@ func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, o
 		return unavailable(ctx, s.timeout, ctx.Err())
 	case <-c.timer.C:
 		s.putCall(c)
-		return s.timedOut()
+		return s.queued()
 	case <-s.closed:
 		c.timer.Stop()
 		s.putCall(c)
@@ -216,6 +218,9 @@ func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, o
 		return unavailable(ctx, s.timeout, ctx.Err())
 	case <-c.timer.C:
 		s.abandon(c)
+		if !c.sent.Load() {
+			return s.queued()
+		}
 		return s.timedOut()
 	case <-s.closed:
 		s.abandon(c)

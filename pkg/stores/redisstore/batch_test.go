@@ -106,13 +106,15 @@ func TestBatchExactLimit(t *testing.T) {
 
 func TestBatchCallerTimesOutInFlight(t *testing.T) {
 	srv := testservers.Redis(t)
-	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
+	// The callers without a deadline wait out the pause: the store's
+	// timeout is well above it, and the pause well above the 50ms deadline
+	// plus what a loaded machine adds.
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: 10 * time.Second})
 	defer s.Close()
 	lim := strategies.Limit{Requests: 1000, Period: strategies.Hour}
 	mustApply(t, s, now0, mkOp(t, "inflight", "fixed_window", lim, 1)) // loads the function
-	// The server holds every command for 400 ms: the batches stay in
-	// flight.
-	if _, err := srv.Do("CLIENT", "PAUSE", "400", "ALL"); err != nil {
+	// The server holds every command for 2 s: the batches stay in flight.
+	if _, err := srv.Do("CLIENT", "PAUSE", "2000", "ALL"); err != nil {
 		t.Fatalf("CLIENT PAUSE: %v", err)
 	}
 	const callers = 16
@@ -131,10 +133,11 @@ func TestBatchCallerTimesOutInFlight(t *testing.T) {
 	})
 	for i := range callers {
 		if i%2 == 0 {
-			if !errors.Is(errs[i], limiter.ErrUnavailable) {
-				t.Errorf("caller %d with a 50ms deadline: %v, want ErrUnavailable", i, errs[i])
+			// The caller's own deadline says nothing about Redis.
+			if !errors.Is(errs[i], context.DeadlineExceeded) || errors.Is(errs[i], limiter.ErrUnavailable) {
+				t.Errorf("caller %d with a 50ms deadline: %v, want its deadline and not ErrUnavailable", i, errs[i])
 			}
-			if elapsed[i] > 300*time.Millisecond {
+			if elapsed[i] > 1500*time.Millisecond {
 				t.Errorf("caller %d with a 50ms deadline waited %v", i, elapsed[i])
 			}
 		} else if errs[i] != nil {
@@ -173,7 +176,7 @@ func TestBatchCloseInFlight(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	wg.Wait()
-	if elapsed := time.Since(start); elapsed > 400*time.Millisecond {
+	if elapsed := time.Since(start); elapsed > 5*time.Second { // they wait for nothing; sized for a loaded machine
 		t.Errorf("callers returned %v after Close", elapsed)
 	}
 	for i, err := range errs {
@@ -214,8 +217,8 @@ func TestBatchServerRestartUnderLoad(t *testing.T) {
 				case err == nil:
 					t.Errorf("refused: %+v", out[0])
 					return
-				case !errors.Is(err, limiter.ErrUnavailable):
-					t.Errorf("Apply: %v, want nil or ErrUnavailable", err)
+				case !errors.Is(err, limiter.ErrUnavailable) && !errors.Is(err, limiter.ErrOverloaded):
+					t.Errorf("Apply: %v, want nil, ErrUnavailable or ErrOverloaded (queued behind the outage)", err)
 					return
 				default:
 					failed.Add(1)

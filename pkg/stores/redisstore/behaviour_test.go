@@ -215,7 +215,7 @@ func deadPort(t testing.TB) string {
 
 func TestFaultStopAndRestart(t *testing.T) {
 	srv := testservers.Redis(t)
-	const timeout = 100 * time.Millisecond
+	const timeout = time.Second // the first call loads the script: sized for a loaded machine
 	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: timeout})
 	defer s.Close()
 	ops := allStrategyOps(t, "fault:")
@@ -275,7 +275,7 @@ func TestHungServerTimesOut(t *testing.T) {
 			}()
 		}
 	}()
-	const timeout = 50 * time.Millisecond
+	const timeout = 200 * time.Millisecond
 	s := open(t, Options{Addrs: []string{l.Addr().String()}, Timeout: timeout})
 	defer s.Close()
 	o := mkOp(t, "hung", "gcra", strategies.Limit{Requests: 5, Period: strategies.Second}, 1)
@@ -364,7 +364,9 @@ func TestClusterRefundAcrossSlots(t *testing.T) {
 
 func TestClusterNodeDown(t *testing.T) {
 	c := testservers.RedisCluster(t)
-	const timeout = 200 * time.Millisecond
+	// The first call loads the script on every master: the timeout is sized
+	// for a loaded machine, not for a quiet one.
+	const timeout = testTimeout
 	s := open(t, Options{Mode: ModeCluster, Addrs: c.Addrs(), ClientTime: true, Timeout: timeout})
 	defer s.Close()
 	var ops []limiter.Op

@@ -77,6 +77,14 @@ type Options struct {
 	// PoolSize is the number of connections per node (default: go-redis's
 	// 10 per CPU).
 	PoolSize int
+	// MinIdleConns is the number of connections per node kept open and
+	// idle: go-redis dials them in the background from New on, and Warm
+	// waits for them, so that the first burst of calls does not dial
+	// under its deadline. Zero means the pipelines plus one (see
+	// Pipelines) in single and sentinel modes, two per node in cluster
+	// mode; set it higher when batching is off (MaxBatch 1). It is capped
+	// at PoolSize.
+	MinIdleConns int
 	// DialTimeout, ReadTimeout and WriteTimeout bound one dial, read and
 	// write; each call is also bounded by Timeout.
 	DialTimeout  time.Duration
@@ -142,6 +150,27 @@ const DefaultMaxBatch = 128
 // DefaultClientTimeSlack is the ExpirySlack of a Store with ClientTime
 // when Options.ExpirySlack is zero.
 const DefaultClientTimeSlack = time.Second
+
+// minIdleConns returns the effective MinIdleConns, capped at PoolSize
+// when that is set (go-redis's default pool is larger than any default
+// here).
+func (o Options) minIdleConns() int {
+	n := o.MinIdleConns
+	if n == 0 {
+		n = 2
+		if o.mode() != ModeCluster {
+			n = o.Pipelines
+			if n == 0 {
+				n = DefaultPipelines
+			}
+			n++ // and one for Ping and script loads
+		}
+	}
+	if o.PoolSize > 0 {
+		n = min(n, o.PoolSize)
+	}
+	return n
+}
 
 // mode returns the effective mode.
 func (o Options) mode() string {
@@ -212,6 +241,9 @@ func (o Options) newClient() (rediser, bool, error) {
 	if o.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("pool_size must not be negative, got %d", o.PoolSize))
 	}
+	if o.MinIdleConns < 0 {
+		errs = append(errs, fmt.Errorf("min_idle_conns must not be negative, got %d", o.MinIdleConns))
+	}
 	if o.Pipelines < 0 {
 		errs = append(errs, fmt.Errorf("pipelines must not be negative, got %d", o.Pipelines))
 	}
@@ -270,6 +302,7 @@ func (o Options) single() (rediser, error) {
 	}
 	ro.TLSConfig = conf
 	ro.PoolSize = o.PoolSize
+	ro.MinIdleConns = o.minIdleConns()
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
 	ro.ContextTimeoutEnabled = true
 	ro.MaxRetries = -1 // a script that may have run must not run twice
@@ -317,6 +350,7 @@ func (o Options) sentinel() (rediser, error) {
 	}
 	fo.TLSConfig = conf
 	fo.PoolSize = o.PoolSize
+	fo.MinIdleConns = o.minIdleConns()
 	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
 	fo.ContextTimeoutEnabled = true
 	fo.MaxRetries = -1
@@ -352,6 +386,7 @@ func (o Options) cluster() (rediser, error) {
 	}
 	co.TLSConfig = conf
 	co.PoolSize = o.PoolSize
+	co.MinIdleConns = o.minIdleConns()
 	co.DialTimeout, co.ReadTimeout, co.WriteTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout
 	co.ContextTimeoutEnabled = true
 	co.MaxRetries = -1

@@ -171,6 +171,7 @@ type call struct {
 	done      chan struct{} // receives once the call is done (batched calls)
 	timer     *time.Timer   // bounds the caller's wait (batched calls)
 	abandoned atomic.Bool   // the caller has returned: do not send, drop the result
+	sent      atomic.Bool   // a pipeline goroutine has sent it (batched calls)
 }
 
 func newCall() *call {
@@ -313,12 +314,12 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: %w: %w", limiter.ErrUnavailable, err)
+		return fmt.Errorf("redisstore: the caller gave up before the call: %w", err)
 	}
-	if s.batch != nil {
+	if s.batch != nil && !solo(ops) {
 		return s.applyBatched(ctx, now, ops, out)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
 	if s.cluster != nil {
 		return s.applyCluster(ctx, now, ops, out)
@@ -451,7 +452,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		err = s.client.Ping(ctx).Err()
 	}
 	if err != nil {
-		return unavailable(ctx, pingTimeout, err)
+		return pingFailed(ctx, err)
 	}
 	return nil
 }
