@@ -300,7 +300,7 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 5}
 `)
 	p := startServe(t, nil, "--config", rules, "--response-headers", "--over-limit-body", `{"error":"rate limited"}`,
-		"--local-cache-size", "1000", "--response-dynamic-metadata")
+		"--local-cache-size", "1000", "--response-dynamic-metadata", "--response-quota-metadata")
 	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
 	ctx := context.Background()
 	awayFromBoundary(time.Minute)
@@ -330,7 +330,9 @@ descriptors:
 		t.Errorf("shadow status %v", st)
 	}
 	md := resp.DynamicMetadata.AsMap()
-	if md["domain"] != "edge" || md["quotaModeEnabled"] != true || md["backend"] != "primary" {
+	quota, _ := md["envoy_rls_quota"].(map[string]any)
+	passed, _ := md["metadata"].(map[string]any)
+	if md["domain"] != "edge" || quota["quotaModeEnabled"] != true || passed["backend"] != "primary" {
 		t.Errorf("dynamic metadata %v", md)
 	}
 	// The user key is now in the local cache: more requests are answered

@@ -202,6 +202,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},
 		OverLimitBody:   []byte(s.OverLimitBody),
 		RequestMetadata: s.DynamicMetadata,
+		QuotaMetadata:   s.QuotaMetadata,
 		Metrics:         m,
 	})
 	if err != nil {

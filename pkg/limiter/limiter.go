@@ -66,9 +66,9 @@ type Status struct {
 	Rule *descriptors.Rule
 	// Remaining, Reset and RetryAfter come from the strategy's decision
 	// (Reset and RetryAfter in microseconds). Remaining is MaxUint32 for
-	// an unlimited rule and 0 for a denial, as the reference service
-	// reports it, except when the hits exceed what the limit can ever
-	// admit (Exceeds): then it is what remains.
+	// an unlimited rule and 0 for every denial (a shadow-mode one
+	// included, and one whose hits exceed what the limit can ever admit),
+	// as the reference service reports it.
 	Remaining  uint32
 	Reset      int64
 	RetryAfter int64
@@ -275,8 +275,8 @@ func mergeDecision(st *Status, rl *descriptors.RateLimit, d *strategies.Decision
 	denied := !d.Allowed
 	rem := uint32(math.MaxUint32)
 	switch {
-	case denied && !d.Exceeds:
-		rem = 0 // as the reference reports an over-limit status
+	case denied:
+		rem = 0 // as the reference reports every over-limit status
 	case d.Remaining < math.MaxUint32:
 		rem = uint32(d.Remaining)
 	}
