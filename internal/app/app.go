@@ -122,7 +122,7 @@ func connAge(d time.Duration) time.Duration {
 // NOT_SERVING, in-flight calls finish (within s.ShutdownTimeout), the
 // store closes. It returns nil after a clean shutdown.
 func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
-	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio})
+	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio, ReferenceMetrics: s.ReferenceMetrics})
 	// The watcher starts before the first load, so that no change between
 	// the two is missed; lim is set before the watcher runs.
 	var lim *limiter.Limiter

@@ -168,6 +168,9 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 	resp := response(over, c.statuses)
 	s.decorate(resp, in, &c.req, c.statuses)
 	if s.metrics != nil {
+		if s.lim.Config().Domain(c.req.Domain) == nil {
+			s.metrics.DomainNotFound(c.req.Domain)
+		}
 		s.metrics.ObserveStatuses(c.req.Domain, &c.req, c.statuses)
 		result := telemetry.ResultOK
 		if over {

@@ -72,6 +72,14 @@ type Status struct {
 	Remaining  uint32
 	Reset      int64
 	RetryAfter int64
+	// Available is what the reported limit had left after this request,
+	// as its strategy tells: unlike Remaining, a denial reports what it
+	// still had (a denial consumes nothing). Statistics use it to split a
+	// request's hits as the reference service does.
+	Available uint32
+	// Hits are the hits the descriptor asked for (negative for a refund);
+	// set for every descriptor that matched a rule or carried an override.
+	Hits int64
 	// Exempt reports that the client value is exempt: no store access.
 	Exempt bool
 	// Unlimited reports that the rule is unlimited: no store access.
@@ -196,6 +204,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 		if d.Negative {
 			hits = -hits
 		}
+		out[i].Hits = hits
 		if d.Override != nil {
 			rl, err := descriptors.OverrideLimit(dom, d.Entries, d.Override.RequestsPerUnit, d.Override.Unit, d.Override.Multiplier)
 			if err != nil {
@@ -293,6 +302,7 @@ func mergeDecision(st *Status, rl *descriptors.RateLimit, d *strategies.Decision
 	}
 	st.Limit = rl
 	st.Remaining = rem
+	st.Available = uint32(min(max(d.Remaining, 0), math.MaxUint32))
 	st.Reset = d.Reset
 	st.RetryAfter = d.RetryAfter
 	st.Exceeds = d.Exceeds
