@@ -127,8 +127,12 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	// the two is missed; lim is set before the watcher runs.
 	var lim *limiter.Limiter
 	var cache *overlimit.Store
+	load := descriptors.Load // conform: --merge-domain-config
+	if s.MergeDomainConfig {
+		load = descriptors.LoadMerged
+	}
 	w, err := reload.New(reload.Options{Path: s.Config, Logger: log, OnChange: func() {
-		cfg, err := descriptors.Load(s.Config)
+		cfg, err := load(s.Config)
 		if err != nil {
 			m.ConfigLoadFailed()
 			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
@@ -145,7 +149,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return fmt.Errorf("app: watching %s: %w", s.Config, err)
 	}
 	defer w.Close()
-	cfg, err := descriptors.Load(s.Config)
+	cfg, err := load(s.Config)
 	if err != nil {
 		m.ConfigLoadFailed()
 		return fmt.Errorf("app: loading %s: %w", s.Config, err)

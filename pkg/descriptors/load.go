@@ -56,7 +56,11 @@ func (e *Error) Error() string {
 // files. A directory without config files gives an empty Config. Errors
 // of the files wrap ErrInvalidConfig; I/O errors are reported as they
 // are, wrapped.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, Parse) }
+
+// load reads the files of path as Load describes and builds them with
+// parse.
+func load(path string, parse func(map[string][]byte) (*Config, error)) (*Config, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("descriptors: load: %w", err)
@@ -68,7 +72,7 @@ func Load(path string) (*Config, error) {
 			return nil, fmt.Errorf("descriptors: load: %w", err)
 		}
 		files[path] = data
-		return Parse(files)
+		return parse(files)
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -103,14 +107,18 @@ func Load(path string) (*Config, error) {
 	if len(ioErrs) > 0 {
 		return nil, errors.Join(ioErrs...)
 	}
-	return Parse(files)
+	return parse(files)
 }
 
 // Parse validates and builds a Config from config files given as file
 // name → content. Every problem of every file is reported at once: the
 // error wraps ErrInvalidConfig and joins one *Error per problem, in file
 // name order and then in file order.
-func Parse(files map[string][]byte) (*Config, error) {
+func Parse(files map[string][]byte) (*Config, error) { return parse(files, false) }
+
+// parse is Parse; merge merges the files that share a domain (see
+// ParseMerged) instead of refusing them.
+func parse(files map[string][]byte, merge bool) (*Config, error) {
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -123,7 +131,11 @@ func Parse(files map[string][]byte) (*Config, error) {
 		p := &parser{file: name}
 		d := p.file1(files[name])
 		if d != nil {
-			if prev, dup := definedIn[d.Name]; dup {
+			if prev, dup := definedIn[d.Name]; dup && merge {
+				if into := c.domains[d.Name]; into != nil && len(p.errs) == 0 {
+					c.rules += mergeDomain(p, into, d)
+				}
+			} else if dup {
 				p.errorf(p.domainLine, "", "domain %q is already defined in %s", d.Name, prev)
 			} else if definedIn[d.Name] = name; len(p.errs) == 0 {
 				c.domains[d.Name] = d
