@@ -54,17 +54,23 @@ func (s *Service) decorate(resp *rlsv3.RateLimitResponse, in *rlsv3.RateLimitReq
 	}
 }
 
-// rateLimitHeaders builds the RateLimit-* headers from the status closest
-// to its limit (the smallest remaining; on a tie the first), as the
-// reference service does, and Retry-After from the longest retry-after of
-// the over-limit statuses.
+// rateLimitHeaders builds the RateLimit-* headers from the status the
+// reference service picks: the last over-limit status that is not in
+// quota mode, else the one with the smallest remaining (on a tie the
+// first); and Retry-After from the longest retry-after of the over-limit
+// statuses.
 func (s *Service) rateLimitHeaders(resp *rlsv3.RateLimitResponse, st []limiter.Status, over bool) []*corev3.HeaderValue {
 	tight := -1
+	denied := false
 	for i, ds := range resp.Statuses {
 		if ds.CurrentLimit == nil {
 			continue
 		}
-		if tight < 0 || ds.LimitRemaining < resp.Statuses[tight].LimitRemaining {
+		switch {
+		case ds.Code == rlsv3.RateLimitResponse_OVER_LIMIT && !st[i].QuotaMode:
+			tight, denied = i, true
+		case denied:
+		case tight < 0 || ds.LimitRemaining < resp.Statuses[tight].LimitRemaining:
 			tight = i
 		}
 	}
