@@ -404,9 +404,8 @@ func (r *Request) proto() (*rlsv3.RateLimitRequest, error) {
 	return out, nil
 }
 
-// waitForWindow sleeps, when needed, so that the case's steps stay in one
-// window of the given unit: at least a third of a minute, or two seconds
-// of a second... of a window, must be left.
+// waitForWindow sleeps, when needed, so that the case's steps (a few
+// seconds at most) stay in one window of the given unit.
 func waitForWindow(unit string) {
 	var period, margin time.Duration
 	switch strings.ToUpper(unit) {
@@ -415,7 +414,7 @@ func waitForWindow(unit string) {
 	case "SECOND":
 		period, margin = time.Second, 600*time.Millisecond
 	case "MINUTE":
-		period, margin = time.Minute, 20*time.Second
+		period, margin = time.Minute, 10*time.Second
 	}
 	left := period - time.Duration(time.Now().UnixNano()%int64(period))
 	if left < margin {
