@@ -25,7 +25,7 @@ type configError struct {
 // refused by the built binary, both by `validate` and by `serve` at
 // start, with a message naming the file, line and problem.
 func TestConfigErrors(t *testing.T) {
-	data, err := os.ReadFile("testdata/config_errors.yaml")
+	data, err := os.ReadFile("testdata/errors/config_errors.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
