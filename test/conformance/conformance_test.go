@@ -79,22 +79,27 @@ func TestConformance(t *testing.T) {
 	for _, c := range cases {
 		steps += len(c.Steps)
 	}
-	for _, st := range stores {
-		t.Run(st.name, func(t *testing.T) {
-			flags := st.flags(t)
-			for i, c := range cases {
-				if len(c.Stores) > 0 && !contains(c.Stores, st.name) {
-					continue
+	// The stores run side by side (each case mostly waits for a process
+	// to start); the group returns when all are done.
+	t.Run("store", func(t *testing.T) {
+		for _, st := range stores {
+			t.Run(st.name, func(t *testing.T) {
+				t.Parallel()
+				flags := st.flags(t)
+				for i, c := range cases {
+					if len(c.Stores) > 0 && !contains(c.Stores, st.name) {
+						continue
+					}
+					t.Run(c.Name, func(t *testing.T) {
+						n := c.run(t, append(flags, "--key-prefix", fmt.Sprintf("conf%d-%d:", i, time.Now().UnixNano())))
+						mu.Lock()
+						passed[st.name] += n
+						mu.Unlock()
+					})
 				}
-				t.Run(c.Name, func(t *testing.T) {
-					n := c.run(t, append(flags, "--key-prefix", fmt.Sprintf("conf%d-%d:", i, time.Now().UnixNano())))
-					mu.Lock()
-					passed[st.name] += n
-					mu.Unlock()
-				})
-			}
-		})
-	}
+			})
+		}
+	})
 	diffs := 0
 	for _, c := range cases {
 		for _, s := range c.Steps {
