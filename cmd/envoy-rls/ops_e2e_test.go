@@ -68,11 +68,11 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestMetricsEndToEnd(t *testing.T) {
-	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml")
+	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml", "--reference-metrics")
 	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
 	ctx := context.Background()
 	awayFromBoundary(time.Second)
-	// path /api/* is 50/s: 55 requests → 50 within (5 of them near), 5 over.
+	// path /api/* is 50/s: 55 requests → 50 within (10 of them near), 5 over.
 	for i := 0; i < 55; i++ {
 		if _, err := client.ShouldRateLimit(ctx, request("edge", []string{"path", "/api/m"})); err != nil {
 			t.Fatal(err)
@@ -92,18 +92,25 @@ func TestMetricsEndToEnd(t *testing.T) {
 	// Exempt and invalid requests.
 	client.ShouldRateLimit(ctx, request("edge", []string{"remote_address", "10.1.1.1"}))
 	client.ShouldRateLimit(ctx, request("", []string{"a", "b"}))
+	client.ShouldRateLimit(ctx, request("nowhere", []string{"a", "b"}))
 
 	m := metrics(t, p.httpAddr)
 	rule := `{domain="edge",rule="edge.path_/api/*",value=""}`
 	for name, want := range map[string]float64{
-		"envoy_rls_rule_hits_total" + rule:                                                 55,
-		"envoy_rls_rule_within_limit_total" + rule:                                         50,
-		"envoy_rls_rule_over_limit_total" + rule:                                           5,
-		"envoy_rls_rule_near_limit_total" + rule:                                           11, // remaining ≤ 20% of 50: 10..0
-		`envoy_rls_rule_hits_total{domain="edge",rule="edge.remote_address",value=""}`:     distinct + 1,
-		`envoy_rls_rule_exempted_total{domain="edge",rule="edge.remote_address",value=""}`: 1,
-		`envoy_rls_config_loads_total{result="success"}`:                                   1,
-		`envoy_rls_config_rules`:                                                           9,
+		"envoy_rls_rule_hits_total" + rule:                                                  55,
+		"envoy_rls_rule_within_limit_total" + rule:                                          50,
+		"envoy_rls_rule_over_limit_total" + rule:                                            5,
+		"envoy_rls_rule_near_limit_total" + rule:                                            10, // counts 41..50, above floor(50 × 0.8)
+		`envoy_rls_rule_hits_total{domain="edge",rule="edge.remote_address",value=""}`:      distinct + 1,
+		`envoy_rls_rule_exempted_total{domain="edge",rule="edge.remote_address",value=""}`:  1,
+		`envoy_rls_config_loads_total{result="success"}`:                                    1,
+		`envoy_rls_config_rules`:                                                            9,
+		`envoy_rls_domain_not_found_total{domain="nowhere"}`:                                1,
+		`ratelimit_service_rate_limit_total_hits{domain="edge",key1="path_/api/*",key2=""}`: 55,
+		`ratelimit_service_rate_limit_near_limit{domain="edge",key1="path_/api/*",key2=""}`: 10,
+		`ratelimit_service_rate_limit_over_limit{domain="edge",key1="path_/api/*",key2=""}`: 5,
+		`ratelimit_service_should_rate_limit_error{err_type="service_error"}`:               1,
+		`ratelimit_service_config_load_success`:                                             1,
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
@@ -300,7 +307,7 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 5}
 `)
 	p := startServe(t, nil, "--config", rules, "--response-headers", "--over-limit-body", `{"error":"rate limited"}`,
-		"--local-cache-size", "1000", "--response-dynamic-metadata")
+		"--local-cache-size", "1000", "--response-dynamic-metadata", "--response-quota-metadata")
 	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
 	ctx := context.Background()
 	awayFromBoundary(time.Minute)
@@ -330,7 +337,9 @@ descriptors:
 		t.Errorf("shadow status %v", st)
 	}
 	md := resp.DynamicMetadata.AsMap()
-	if md["domain"] != "edge" || md["quotaModeEnabled"] != true || md["backend"] != "primary" {
+	quota, _ := md["envoy_rls_quota"].(map[string]any)
+	passed, _ := md["metadata"].(map[string]any)
+	if md["domain"] != "edge" || quota["quotaModeEnabled"] != true || passed["backend"] != "primary" {
 		t.Errorf("dynamic metadata %v", md)
 	}
 	// The user key is now in the local cache: more requests are answered

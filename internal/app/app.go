@@ -122,7 +122,7 @@ func connAge(d time.Duration) time.Duration {
 // and stops it: the config source (rules.go), the store stack
 // (stores.go) and the listeners with their servers (servers.go).
 func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
-	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio})
+	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio, ReferenceMetrics: s.ReferenceMetrics})
 	src, err := newSource(s, log)
 	if err != nil {
 		return err

@@ -26,7 +26,7 @@ func newSource(s settings.Serve, log *zap.Logger) (source.Source, error) {
 	switch s.ConfigSource {
 	case "", "file":
 		return &source.File{Path: s.Config, Logger: log, Check: checkConfig(s.Store), Load: func(path string) (*descriptors.Config, error) {
-			return descriptors.LoadLimits(path, descriptors.Limits{MaxBytes: s.Input.ConfigMaxBytes})
+			return descriptors.LoadLimits(path, descriptors.Limits{MaxBytes: s.Input.ConfigMaxBytes, MergeDomains: s.MergeDomainConfig})
 		}}, nil
 	case "xds":
 		return newXDSSource(s, log)

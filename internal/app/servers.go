@@ -50,6 +50,7 @@ func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *s
 			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},
 		OverLimitBody:   []byte(s.OverLimitBody),
 		RequestMetadata: s.DynamicMetadata,
+		QuotaMetadata:   s.QuotaMetadata,
 		Metrics:         m,
 		DeadlineMargin:  s.Resil.DeadlineMargin,
 	})

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func headerMap(resp *rlsv3.RateLimitResponse) map[string]string {
@@ -53,7 +56,7 @@ func TestResponseHeadersAndBody(t *testing.T) {
 }
 
 func TestDynamicMetadata(t *testing.T) {
-	c, _, _ := serveRules(t, `
+	rules := `
 domain: d
 descriptors:
   - key: model
@@ -64,28 +67,82 @@ descriptors:
   - key: model
     value: b
     quota_mode: true
-    metadata: {backend: svc-b}
+    metadata: {backend: svc-b, nested: {x: 1}}
     rate_limit: {unit: hour, requests_per_unit: 2}
-`, Options{RequestMetadata: true})
-	req := &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("model", "a"), desc("model", "b")}}
+  - key: tier
+    metadata: {backend: svc-c, nested: {x: 2, y: 3}, extra: e}
+    rate_limit: {unit: hour, requests_per_unit: 5}
+  - key: free
+    metadata: {free: true}
+    rate_limit: {unlimited: true}
+`
+	c, _, _ := serveRules(t, rules, Options{RequestMetadata: true, QuotaMetadata: true})
+	hits := &rlcommon.RateLimitDescriptor{Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "tier", Value: "gold"}},
+		HitsAddend: wrapperspb.UInt64(1),
+		Limit:      &rlcommon.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 7, Unit: typev3.RateLimitUnit_HOUR}}
+	req := &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("model", "a"), desc("model", "b"), desc("tier", "t"), desc("free", "f")}}
 	if _, err := c.ShouldRateLimit(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	// a is spent, b is not: allowed, a is a violation, b's metadata is sent.
+	// a is spent, b is not: allowed, a is a violation; b's and tier's
+	// metadata are merged (b first wins, nested maps merge), a's (denied)
+	// and free's (unlimited) are not.
 	resp, err := c.ShouldRateLimit(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := resp.DynamicMetadata.AsMap()
 	if resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[0].Code != rlsv3.RateLimitResponse_OVER_LIMIT {
 		t.Fatalf("quota mode: %v", resp)
 	}
-	if md["quotaModeEnabled"] != true || len(md["quotaModeViolations"].([]any)) != 1 || md["quotaModeViolations"].([]any)[0] != float64(0) || md["backend"] != "svc-b" || md["domain"] != "d" {
-		t.Fatalf("metadata %v", md)
+	got, _ := json.Marshal(resp.DynamicMetadata.AsMap())
+	want := `{"descriptors":[{"entries":["model=a"]},{"entries":["model=b"]},{"entries":["tier=t"]},{"entries":["free=f"]}],` +
+		`"domain":"d","envoy_rls_quota":{"quotaModeEnabled":true,"quotaModeViolations":[0]},` +
+		`"metadata":{"backend":"svc-b","extra":"e","nested":{"x":1,"y":3}}}`
+	if string(got) != want {
+		t.Fatalf("metadata\n got %s\nwant %s", got, want)
 	}
 	// Both spent: denied.
 	resp, err = c.ShouldRateLimit(context.Background(), req)
 	if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
 		t.Fatalf("all quotas spent: %v %v", resp, err)
+	}
+
+	// The reference's shape exactly, with no extension: a descriptor's
+	// limit override and hits_addend, the request's hits_addend.
+	c2, _, _ := serveRules(t, rules, Options{RequestMetadata: true})
+	resp, err = c2.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "d", HitsAddend: 2,
+		Descriptors: []*rlcommon.RateLimitDescriptor{hits, desc("model", "a")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = json.Marshal(resp.DynamicMetadata.AsMap())
+	want = `{"descriptors":[{"entries":["tier=gold"],"hitsAddend":1,"limit":"requests_per_unit:7 unit:HOUR"},{"entries":["model=a"]}],` +
+		`"domain":"d","hitsAddend":2}`
+	if string(got) != want {
+		t.Fatalf("metadata\n got %s\nwant %s", got, want)
+	}
+
+	// Without the options: no dynamic metadata at all, as the reference.
+	c3, _, _ := serveRules(t, rules, Options{})
+	resp, err = c3.ShouldRateLimit(context.Background(), req)
+	if err != nil || resp.DynamicMetadata != nil {
+		t.Fatalf("metadata without the options: %v %v", resp.DynamicMetadata, err)
+	}
+}
+
+func TestOverrideText(t *testing.T) {
+	for _, c := range []struct {
+		in   *rlcommon.RateLimitDescriptor_RateLimitOverride
+		want string
+	}{
+		{&rlcommon.RateLimitDescriptor_RateLimitOverride{}, ""},
+		{&rlcommon.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 3}, "requests_per_unit:3"},
+		{&rlcommon.RateLimitDescriptor_RateLimitOverride{Unit: typev3.RateLimitUnit_DAY}, "unit:DAY"},
+		{&rlcommon.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 3, Unit: typev3.RateLimitUnit_MINUTE, UnitMultiplier: wrapperspb.UInt32(5)},
+			"requests_per_unit:3 unit:MINUTE unit_multiplier:{value:5}"},
+	} {
+		if got := overrideText(c.in); got != c.want {
+			t.Errorf("overrideText(%v) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -21,8 +21,13 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 )
 
-// ServiceName is the gRPC service name health reports on, besides "".
+// ServiceName is the gRPC service name health reports on, besides ""
+// and ReferenceHealthName.
 const ServiceName = "envoy.service.ratelimit.v3.RateLimitService"
+
+// ReferenceHealthName is the health service name envoyproxy/ratelimit
+// reports on, which existing health checks are configured with.
+const ReferenceHealthName = "ratelimit"
 
 // Options configure a Service. Limiter is required.
 type Options struct {
@@ -42,10 +47,14 @@ type Options struct {
 	// OverLimitBody, when not empty, is the raw_body of OVER_LIMIT
 	// responses (the body Envoy sends with its 429).
 	OverLimitBody []byte
-	// RequestMetadata adds the request's domain and descriptors to the
-	// response's dynamic_metadata, as the reference service's
-	// RESPONSE_DYNAMIC_METADATA does.
+	// RequestMetadata sets the response's dynamic_metadata as the
+	// reference service's RESPONSE_DYNAMIC_METADATA does: the request's
+	// domain, descriptors and hitsAddend, and the merged metadata of the
+	// rules whose descriptors passed.
 	RequestMetadata bool
+	// QuotaMetadata adds envoy-rls's quota-mode summary under the
+	// dynamic_metadata key QuotaMetadataKey (an extension, off by default).
+	QuotaMetadata bool
 	// Metrics, when set, records every request.
 	Metrics *telemetry.Metrics
 	// DeadlineMargin is kept from the deadline the caller sent, to answer
@@ -75,6 +84,7 @@ type Service struct {
 	headers         Headers
 	overBody        []byte
 	requestMetadata bool
+	quotaMetadata   bool
 	metrics         *telemetry.Metrics
 	margin          time.Duration
 }
@@ -88,7 +98,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode,
 		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata,
-		metrics: opts.Metrics, margin: opts.DeadlineMargin}
+		quotaMetadata: opts.QuotaMetadata, metrics: opts.Metrics, margin: opts.DeadlineMargin}
 	switch s.mode {
 	case "":
 		s.mode = FailError
@@ -109,7 +119,7 @@ func (s *Service) Register(g *grpc.Server) {
 	healthpb.RegisterHealthServer(g, s.health)
 }
 
-// SetServing sets the health of "" and ServiceName.
+// SetServing sets the health of "", ServiceName and ReferenceHealthName.
 func (s *Service) SetServing(ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if ok {
@@ -117,6 +127,7 @@ func (s *Service) SetServing(ok bool) {
 	}
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(ServiceName, st)
+	s.health.SetServingStatus(ReferenceHealthName, st)
 }
 
 // Serving reports whether health is SERVING.
@@ -153,8 +164,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitReques
 		ce.Write(zap.String("domain", in.Domain), zap.Int("descriptors", n), zap.Bool("over_limit", over))
 	}
 	resp := response(over, c.statuses)
-	s.decorate(resp, &c.req, c.statuses)
+	s.decorate(resp, in, &c.req, c.statuses)
 	if s.metrics != nil {
+		if s.lim.Config().Domain(c.req.Domain) == nil {
+			s.metrics.DomainNotFound(c.req.Domain)
+		}
 		s.metrics.ObserveStatuses(c.req.Domain, &c.req, c.statuses)
 		result := telemetry.ResultOK
 		if over {

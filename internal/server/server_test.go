@@ -178,24 +178,31 @@ func TestFailureModes(t *testing.T) {
 func TestHealth(t *testing.T) {
 	_, svc, conn := serve(t, memStore(t), Options{})
 	hc := healthpb.NewHealthClient(conn)
-	check := func() healthpb.HealthCheckResponse_ServingStatus {
-		r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: ServiceName})
-		if err != nil {
-			t.Fatal(err)
+	// The empty name, the full service name and the reference service's
+	// name ("ratelimit") all answer, and always the same.
+	check := func(want healthpb.HealthCheckResponse_ServingStatus, when string) {
+		t.Helper()
+		for _, name := range []string{"", ServiceName, "ratelimit"} {
+			r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+			if err != nil {
+				t.Fatalf("%s: check %q: %v", when, name, err)
+			}
+			if r.Status != want {
+				t.Errorf("%s: check %q = %v, want %v", when, name, r.Status, want)
+			}
 		}
-		return r.Status
 	}
-	if check() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Error("serving before SetServing")
-	}
+	check(healthpb.HealthCheckResponse_NOT_SERVING, "before SetServing")
 	svc.SetServing(true)
-	if check() != healthpb.HealthCheckResponse_SERVING || !svc.Serving() {
-		t.Error("not serving after SetServing")
+	check(healthpb.HealthCheckResponse_SERVING, "after SetServing")
+	if !svc.Serving() {
+		t.Error("Serving() false after SetServing")
 	}
+	svc.SetServing(false)
+	check(healthpb.HealthCheckResponse_NOT_SERVING, "after SetServing(false)")
+	svc.SetServing(true)
 	svc.Shutdown()
-	if check() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Error("serving after Shutdown")
-	}
+	check(healthpb.HealthCheckResponse_NOT_SERVING, "after Shutdown")
 }
 
 // panicStore is a store with a bug.

@@ -97,6 +97,9 @@ type Serve struct {
 
 	// Input bounds config loads, gRPC streams and HTTP clients (input.go).
 	Input Input
+	// conform: QuotaMetadata adds envoy-rls's quota-mode summary to the
+	// response's dynamic_metadata under a key of its own.
+	QuotaMetadata bool
 }
 
 // XDS is the xDS config source: a State-of-the-World ADS stream of
@@ -162,7 +165,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.HeaderReset, "header-reset", "RateLimit-Reset", "name of the reset header")
 	fs.StringVar(&s.HeaderRetry, "header-retry-after", "Retry-After", "name of the retry-after header")
 	fs.StringVar(&s.OverLimitBody, "over-limit-body", "", "raw_body of OVER_LIMIT responses (the body of Envoy's 429), e.g. a JSON error")
-	fs.BoolVar(&s.DynamicMetadata, "response-dynamic-metadata", false, "add the request's domain and descriptors to the response's dynamic_metadata")
+	fs.BoolVar(&s.DynamicMetadata, "response-dynamic-metadata", false, "set the response's dynamic_metadata as the reference does: domain, descriptors, hitsAddend and the passed rules' metadata")
 	fs.IntVar(&s.LocalCacheSize, "local-cache-size", 0, "keys known to be over their limit answered locally until their reset, without a store round trip (0: off)")
 
 	fs.StringVar(&s.GRPCTLSCert, "grpc-tls-cert", "", "gRPC: server certificate file (turns TLS on; reloaded when it changes)")
@@ -196,6 +199,8 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
 	inputFlags(fs, &s.Input) // input.go
 	resilienceFlags(fs, &s.Resil)
+	// conform: dynamic-metadata extension.
+	fs.BoolVar(&s.QuotaMetadata, "response-quota-metadata", false, "add the quota-mode summary (quotaModeEnabled, quotaModeViolations) to the response's dynamic_metadata under the key envoy_rls_quota")
 	return fs
 }
 

@@ -1,7 +1,7 @@
 package telemetry
 
 import (
-	"math/bits"
+	"math"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -12,49 +12,48 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 )
 
-// Label values of the per-rule series that are not a rule path or a
-// client value.
+// Label values of the per-rule series that are not a stats key.
 const (
-	// OverrideRule is the rule label of the series counting descriptors
-	// that carried their own limit (Envoy's limit override): one series
-	// set per domain.
+	// OverrideRule is the rule label of the series that counts, per
+	// domain, the limit-override descriptors beyond Options.MaxValueSeries
+	// distinct stats keys (with value="_other_").
 	OverrideRule = "_override_"
-	// OtherValue is the value label under which a detailed rule counts
-	// the values beyond Options.MaxValueSeries.
+	// OtherValue is the value label of the series that counts, per rule,
+	// the stats keys beyond Options.MaxValueSeries.
 	OtherValue = "_other_"
 )
 
-// valueSeparator joins the values of a multi-level descriptor in the
-// value label.
-const valueSeparator = '|'
-
-// ruleCounters are the counters of one (domain, rule, value) series set.
+// ruleCounters are the counters of one stats key: envoy-rls's own and,
+// with Options.ReferenceMetrics, the reference service's.
 type ruleCounters struct {
 	hits, over, near, within, shadow, exempted prometheus.Counter
+	ref                                        *refCounters
 }
 
 // ruleKey identifies a rule across config reloads.
 type ruleKey struct {
 	domain, path string
-	detailed     bool
+	dynamic      bool
 }
 
-// ruleEntry holds the resolved counters of one rule: one set when the
-// rule is not detailed, else one set per client value, bounded.
+// ruleEntry holds the resolved counters of one rule: one set when its
+// stats key does not depend on the request, else one set per stats key,
+// bounded.
 type ruleEntry struct {
 	domain, path string
-	detailed     bool
-	plain        *ruleCounters // !detailed
+	dynamic      bool
+	plain        *ruleCounters // !dynamic
 
 	mu     sync.RWMutex
-	values map[string]*ruleCounters // detailed
-	other  *ruleCounters            // detailed, created on the first overflow
+	values map[string]*ruleCounters // dynamic, by stats key
+	other  *ruleCounters            // dynamic, created on the first overflow
 }
 
 // ruleMetrics are the per-rule counter vectors and the caches that spare
 // the hot path any label resolution.
 type ruleMetrics struct {
 	hits, over, near, within, shadow, exempted *prometheus.CounterVec
+	ref                                        *refMetrics // nil unless ReferenceMetrics
 	maxValues                                  int
 
 	// byRule maps a *descriptors.Rule to its *ruleEntry: a lookup without
@@ -67,53 +66,61 @@ type ruleMetrics struct {
 	byKey map[ruleKey]*ruleEntry
 }
 
-func newRuleMetrics(maxValues int) *ruleMetrics {
+func newRuleMetrics(maxValues int, ref *refMetrics) *ruleMetrics {
 	labels := []string{"domain", "rule", "value"}
 	vec := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
 	return &ruleMetrics{
 		hits: vec("envoy_rls_rule_hits_total",
-			"Descriptors that matched the rule (or carried a limit override): over_limit + within_limit + exempted."),
+			"Hits of the descriptors that matched the rule (or carried a limit override), by the reference's stats key."),
 		over: vec("envoy_rls_rule_over_limit_total",
-			"Descriptors over the rule's limit, shadow-mode ones included."),
+			"Hits over the rule's limit, shadow-mode ones included, split as the reference splits them."),
 		near: vec("envoy_rls_rule_near_limit_total",
-			"Allowed descriptors that left at most (1 - near-limit ratio) of the limit's capacity; a subset of within_limit."),
+			"Hits that took the count above floor(limit × near-limit ratio) without passing the limit."),
 		within: vec("envoy_rls_rule_within_limit_total",
-			"Descriptors within the rule's limit (unlimited rules included)."),
+			"Hits of allowed descriptors (unlimited rules included)."),
 		shadow: vec("envoy_rls_rule_shadow_mode_total",
-			"Descriptors over the limit of a shadow-mode rule, answered OK; a subset of over_limit."),
+			"Hits over the limit of a shadow-mode rule, answered OK; a subset of over_limit."),
 		exempted: vec("envoy_rls_rule_exempted_total",
-			"Descriptors whose client value the rule exempts: no limit applied."),
+			"Hits whose client value the rule exempts: no limit applied."),
+		ref:       ref,
 		maxValues: maxValues,
 		byKey:     map[ruleKey]*ruleEntry{},
 	}
 }
 
 // ObserveStatuses counts the statuses of one request: st[i] is the
-// status of req.Descriptors[i] in domain. Per matched rule it counts
+// status of req.Descriptors[i] in domain. Counters count hits (a
+// descriptor's hits_addend, else the request's, else 1), not descriptors,
+// and split them as envoyproxy/ratelimit does. With L the limit's
+// capacity (the larger of its Requests and Burst), N = floor(L × near-limit
+// ratio), and before/after the count before and after the request:
 //
-//   - envoy_rls_rule_hits_total: every status of a matched rule, except a
-//     descriptor whose every limit another rule replaced;
-//   - _exempted_total: the client value is exempt (nothing else counted);
-//   - _over_limit_total: the code is OverLimit, or a shadow-mode rule was
-//     over its limit (then _shadow_mode_total counts it too);
-//   - _within_limit_total: every other status, unlimited rules included;
-//   - _near_limit_total: a within-limit status with a limit whose
-//     Remaining ≤ (1 − NearLimitRatio) × capacity, where capacity is the
-//     larger of the limit's Requests and Burst. With the default ratio 0.8
-//     and a limit of 10, the requests leaving 2, 1 or 0 are near.
+//   - envoy_rls_rule_hits_total counts every hit of a matched rule, except
+//     a descriptor whose every limit another rule replaced;
+//   - an allowed descriptor adds its hits to _within_limit_total, and to
+//     _near_limit_total the hits that took the count above N (all of them
+//     when before ≥ N, else after − N);
+//   - a denied descriptor (shadow-mode ones included) adds to
+//     _over_limit_total all its hits when before ≥ L; else after − L, and
+//     L − max(N, before) to _near_limit_total; a shadow-mode rule adds
+//     the same over-limit part to _shadow_mode_total;
+//   - an exempt value adds its hits to _exempted_total; an unlimited rule
+//     to _within_limit_total.
 //
-// so that hits = over_limit + within_limit + exempted. The series are
-// labelled domain, rule (the rule's Path, such as "edge.remote_address")
-// and value: empty (which Prometheus treats as no label) unless the rule
-// has detailed_metric or value_to_metric, in which case it holds the
-// descriptor's values along the rule's path, joined by '|', for at most
-// Options.MaxValueSeries distinct values per rule; later ones count under
-// value="_other_". Descriptors with a limit override count under
-// rule="_override_" of the domain; unmatched descriptors count nowhere.
+// For a denial, which consumes nothing in envoy-rls, before is what the
+// limit had used and after = before + hits, as the reference would have
+// counted. The series are labelled domain, rule and value: rule is the
+// reference service's stats key (see descriptors.AppendStatsKey), such as
+// "edge.remote_address" or, with detailed_metric, "edge.remote_address_1.2.3.4";
+// value is empty, except "_other_" on the series that counts, under the
+// rule's path, the stats keys of a rule beyond Options.MaxValueSeries.
+// Descriptors with a limit override are labelled with the override's
+// stats key (domain.key_value...), bounded the same way per domain (rule
+// "_override_" for the rest). Unmatched descriptors count nowhere.
 //
-// For a rule seen before, ObserveStatuses does not allocate.
+// For a stats key seen before, ObserveStatuses does not allocate.
 func (m *Metrics) ObserveStatuses(domain string, req *limiter.Request, st []limiter.Status) {
 	if m == nil {
 		return
@@ -121,56 +128,112 @@ func (m *Metrics) ObserveStatuses(domain string, req *limiter.Request, st []limi
 	r := m.rules
 	for i := range st {
 		s := &st[i]
-		var e *ruleEntry
+		var entries []descriptors.Entry
+		if req != nil && i < len(req.Descriptors) {
+			entries = req.Descriptors[i].Entries
+		}
+		var c *ruleCounters
 		switch {
 		case s.Rule != nil:
 			if s.Replaced && s.Limit == nil && !s.Unlimited {
 				continue // the rule did not apply to this request
 			}
-			e = r.entry(domain, s.Rule)
+			e := r.entry(domain, s.Rule)
+			c = e.plain
+			if e.dynamic {
+				var buf [256]byte
+				c = e.forKey(r, descriptors.AppendStatsKey(buf[:0], domain, s.Rule, entries))
+			}
 		case s.Limit != nil:
-			e = r.overrideEntry(domain)
+			var buf [256]byte
+			c = r.overrideEntry(domain).forKey(r, descriptors.AppendOverrideStatsKey(buf[:0], domain, entries))
 		default:
 			continue // no rule matched: no limit, no series
 		}
-		c := e.plain
-		if e.detailed {
-			var entries []descriptors.Entry
-			if req != nil && i < len(req.Descriptors) {
-				entries = req.Descriptors[i].Entries
-				if n := s.Rule.Depth + 1; n < len(entries) {
-					entries = entries[:n]
-				}
-			}
-			c = e.forValues(r, entries)
-		}
-		c.hits.Inc()
-		switch {
-		case s.Exempt:
-			c.exempted.Inc()
-		case s.Code == limiter.OverLimit:
-			c.over.Inc()
-		case s.Shadowed:
-			c.over.Inc()
-			c.shadow.Inc()
-		default:
-			c.within.Inc()
-			if s.Limit != nil && m.near(s.Remaining, s.Limit) {
-				c.near.Inc()
-			}
+		m.count(c, s)
+	}
+}
+
+// count adds the hits of status s to c, split as the reference does.
+func (m *Metrics) count(c *ruleCounters, s *limiter.Status) {
+	hits := uint64(max(s.Hits, 0))
+	c.hits.Add(float64(hits))
+	if s.Exempt {
+		c.exempted.Add(float64(hits))
+		return
+	}
+	if s.Limit == nil { // unlimited
+		c.within.Add(float64(hits))
+		return
+	}
+	split := m.split(s, hits)
+	c.over.Add(float64(split.over))
+	c.within.Add(float64(split.within))
+	c.near.Add(float64(split.near))
+	if s.Shadowed {
+		c.shadow.Add(float64(split.over))
+	}
+	if ref := c.ref; ref != nil {
+		ref.totalHits.Add(float64(hits))
+		ref.overLimit.Add(float64(split.over))
+		ref.nearLimit.Add(float64(split.near))
+		ref.withinLimit.Add(float64(split.within))
+		if s.Shadowed {
+			ref.shadowMode.Add(float64(split.over))
 		}
 	}
 }
 
-// near reports whether remaining/capacity ≤ 1 − NearLimitRatio, exactly:
-// remaining × 10⁶ ≤ (1 − ratio) × 10⁶ × capacity, in 128-bit arithmetic.
-func (m *Metrics) near(remaining uint32, rl *descriptors.RateLimit) bool {
-	capacity := max(rl.Limit.Requests, rl.Limit.Burst)
-	if capacity <= 0 {
-		return true // a limit of 0 has nothing left to give
+// hitSplit is how the hits of one status divide among the statistics.
+type hitSplit struct {
+	over, near, within uint64
+}
+
+// split divides hits as the reference service's base limiter does (see
+// ObserveStatuses).
+func (m *Metrics) split(s *limiter.Status, hits uint64) hitSplit {
+	capacity := uint64(max(s.Limit.Limit.Requests, s.Limit.Limit.Burst, 0))
+	nearT := nearThreshold(capacity, m.nearRatio)
+	denied := s.Code == limiter.OverLimit || s.Shadowed
+	var before, after uint64
+	if denied {
+		before = capacity - min(uint64(s.Available), capacity)
+		after = before + hits
+	} else {
+		after = capacity - min(uint64(s.Remaining), capacity)
+		before = after - min(hits, after)
 	}
-	hi, lo := bits.Mul64(m.nearComplement, uint64(capacity))
-	return hi > 0 || uint64(remaining)*1e6 <= lo
+	var sp hitSplit
+	if denied {
+		if before >= capacity {
+			sp.over = hits
+		} else {
+			sp.over = after - min(capacity, after)
+			sp.near = capacity - max(nearT, before)
+		}
+		if sp.over == 0 {
+			// A strategy that is not a plain counter (a queue, a bucket
+			// that leaks) may deny below its capacity: all hits are over.
+			sp.over, sp.near = hits, 0
+		}
+		return sp
+	}
+	sp.within = hits
+	if after > nearT {
+		if before >= nearT {
+			sp.near = hits
+		} else {
+			sp.near = after - nearT
+		}
+	}
+	return sp
+}
+
+// nearThreshold is the reference's near-limit threshold of a limit:
+// floor(limit × ratio), computed in float32 as it computes it, so that
+// the same ratio gives the same threshold.
+func nearThreshold(limit uint64, ratio float32) uint64 {
+	return uint64(math.Floor(float64(float32(limit) * ratio)))
 }
 
 // entry returns the counters of rule r of domain, creating them once.
@@ -178,14 +241,14 @@ func (r *ruleMetrics) entry(domain string, rule *descriptors.Rule) *ruleEntry {
 	if v, ok := r.byRule.Load(rule); ok {
 		return v.(*ruleEntry)
 	}
-	e := r.entryByKey(ruleKey{domain: domain, path: rule.Path, detailed: rule.DetailedMetric || rule.ValueToMetric})
+	e := r.entryByKey(ruleKey{domain: domain, path: rule.Path, dynamic: rule.StatsKeyDynamic()})
 	r.byRule.Store(rule, e)
 	return e
 }
 
-// overrideEntry returns the override counters of domain.
+// overrideEntry returns the override entry of domain.
 func (r *ruleMetrics) overrideEntry(domain string) *ruleEntry {
-	k := ruleKey{domain: domain, path: OverrideRule}
+	k := ruleKey{domain: domain, path: OverrideRule, dynamic: true}
 	r.mu.RLock()
 	e, ok := r.byKey[k]
 	r.mu.RUnlock()
@@ -195,19 +258,19 @@ func (r *ruleMetrics) overrideEntry(domain string) *ruleEntry {
 	return r.entryByKey(k)
 }
 
-// entryByKey returns the entry of k, creating it (and, for a rule that is
-// not detailed, its series) when it does not exist.
+// entryByKey returns the entry of k, creating it (and, for a rule whose
+// stats key is its path, its series) when it does not exist.
 func (r *ruleMetrics) entryByKey(k ruleKey) *ruleEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.byKey[k]; ok {
 		return e
 	}
-	e := &ruleEntry{domain: validLabel(k.domain), path: validLabel(k.path), detailed: k.detailed}
-	if k.detailed {
+	e := &ruleEntry{domain: validLabel(k.domain), path: validLabel(k.path), dynamic: k.dynamic}
+	if k.dynamic {
 		e.values = map[string]*ruleCounters{}
 	} else {
-		e.plain = r.counters(e.domain, e.path, "")
+		e.plain = r.counters(e.domain, e.path, "", e.path)
 	}
 	r.byKey[k] = e
 	return e
@@ -217,9 +280,11 @@ func (r *ruleMetrics) entryByKey(k ruleKey) *ruleEntry {
 // rules of configs no longer served.
 func (r *ruleMetrics) forgetRules() { r.byRule.Clear() }
 
-// counters resolves the six counters of one series set.
-func (r *ruleMetrics) counters(domain, rule, value string) *ruleCounters {
-	return &ruleCounters{
+// counters resolves the counters of one series set: rule and value label
+// envoy-rls's own series, statsKey the reference's (empty for an
+// overflow series).
+func (r *ruleMetrics) counters(domain, rule, value, statsKey string) *ruleCounters {
+	c := &ruleCounters{
 		hits:     r.hits.WithLabelValues(domain, rule, value),
 		over:     r.over.WithLabelValues(domain, rule, value),
 		near:     r.near.WithLabelValues(domain, rule, value),
@@ -227,61 +292,41 @@ func (r *ruleMetrics) counters(domain, rule, value string) *ruleCounters {
 		shadow:   r.shadow.WithLabelValues(domain, rule, value),
 		exempted: r.exempted.WithLabelValues(domain, rule, value),
 	}
+	if r.ref != nil {
+		c.ref = r.ref.forStatsKey(domain, statsKey)
+	}
+	return c
 }
 
-// forValues returns the counters of the value the entries make, bounded
-// by maxValues distinct values.
-func (e *ruleEntry) forValues(r *ruleMetrics, entries []descriptors.Entry) *ruleCounters {
-	var buf [128]byte
-	var key []byte
-	var single string
-	multi := len(entries) > 1
-	if multi {
-		key = buf[:0]
-		for i, en := range entries {
-			if i > 0 {
-				key = append(key, valueSeparator)
-			}
-			key = append(key, en.Value...)
-		}
-	} else if len(entries) == 1 {
-		single = entries[0].Value
-	}
+// forKey returns the counters of one stats key of a dynamic entry,
+// bounded by maxValues distinct keys.
+func (e *ruleEntry) forKey(r *ruleMetrics, key []byte) *ruleCounters {
 	e.mu.RLock()
-	var c *ruleCounters
-	if multi {
-		c = e.values[string(key)] // no allocation: the compiler looks up the bytes
-	} else {
-		c = e.values[single]
-	}
+	c := e.values[string(key)] // no allocation: the compiler looks up the bytes
 	e.mu.RUnlock()
 	if c != nil {
 		return c
 	}
-	if multi {
-		single = string(key)
-	} else {
-		single = strings.Clone(single) // do not pin the request's memory
-	}
-	return e.addValue(r, single)
+	return e.addKey(r, string(key))
 }
 
-// addValue creates the series of value, or returns the overflow series
-// when the rule already has maxValues values.
-func (e *ruleEntry) addValue(r *ruleMetrics, value string) *ruleCounters {
+// addKey creates the series of key, or returns the overflow series when
+// the entry already has maxValues keys.
+func (e *ruleEntry) addKey(r *ruleMetrics, key string) *ruleCounters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c, ok := e.values[value]; ok {
+	if c, ok := e.values[key]; ok {
 		return c
 	}
 	if len(e.values) >= r.maxValues {
 		if e.other == nil {
-			e.other = r.counters(e.domain, e.path, OtherValue)
+			e.other = r.counters(e.domain, e.path, OtherValue, "")
 		}
 		return e.other
 	}
-	c := r.counters(e.domain, e.path, validLabel(value))
-	e.values[value] = c
+	label := validLabel(key)
+	c := r.counters(e.domain, label, "", label)
+	e.values[key] = c
 	return c
 }
 

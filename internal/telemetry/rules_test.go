@@ -52,58 +52,68 @@ func TestObserveStatusesCountsEachOutcome(t *testing.T) {
 	override := limitOf(5)
 
 	statuses := []limiter.Status{
-		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 5},                           // within
-		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 2},                           // within + near
-		{Code: limiter.OverLimit, Rule: rule, Limit: rl},                                  // over
-		{Code: limiter.OK, Rule: rule, Exempt: true},                                      // exempted
-		{Code: limiter.OK, Rule: shadowRule, Limit: shadowRule.Limits[0], Shadowed: true}, // over + shadow
-		{Code: limiter.OK, Rule: unlimitedRule, Unlimited: true, Remaining: 1<<32 - 1},    // within, never near
-		{Code: limiter.OK}, // unmatched: nothing
-		{Code: limiter.OK, Rule: rule, Replaced: true},    // replaced: nothing
-		{Code: limiter.OverLimit, Limit: override},        // override, over
-		{Code: limiter.OK, Limit: override, Remaining: 4}, // override, within
+		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 5, Hits: 1},                                         // within
+		{Code: limiter.OK, Rule: rule, Limit: rl, Remaining: 1, Hits: 2},                                         // within, 1 near (8 → 9)
+		{Code: limiter.OverLimit, Rule: rule, Limit: rl, Available: 0, Hits: 3},                                  // over 3
+		{Code: limiter.OK, Rule: rule, Exempt: true, Hits: 1},                                                    // exempted
+		{Code: limiter.OK, Rule: shadowRule, Limit: shadowRule.Limits[0], Shadowed: true, Available: 1, Hits: 2}, // over 1 + shadow 1, near 1
+		{Code: limiter.OK, Rule: unlimitedRule, Unlimited: true, Remaining: 1<<32 - 1, Hits: 1},                  // within, never near
+		{Code: limiter.OK, Hits: 1},                                // unmatched: nothing
+		{Code: limiter.OK, Rule: rule, Replaced: true, Hits: 1},    // replaced: nothing
+		{Code: limiter.OverLimit, Limit: override, Hits: 1},        // override, over
+		{Code: limiter.OK, Limit: override, Remaining: 4, Hits: 1}, // override, within
 	}
 	req := request("edge", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 	m.ObserveStatuses("edge", req, statuses)
 
 	want := `
-# HELP envoy_rls_rule_exempted_total Descriptors whose client value the rule exempts: no limit applied.
+# HELP envoy_rls_rule_exempted_total Hits whose client value the rule exempts: no limit applied.
 # TYPE envoy_rls_rule_exempted_total counter
-envoy_rls_rule_exempted_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_exempted_total{domain="edge",rule="edge.i",value=""} 0
 envoy_rls_rule_exempted_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_exempted_total{domain="edge",rule="edge.j",value=""} 0
 envoy_rls_rule_exempted_total{domain="edge",rule="edge.remote_address",value=""} 1
 envoy_rls_rule_exempted_total{domain="edge",rule="edge.shadowed",value=""} 0
-# HELP envoy_rls_rule_hits_total Descriptors that matched the rule (or carried a limit override): over_limit + within_limit + exempted.
+# HELP envoy_rls_rule_hits_total Hits of the descriptors that matched the rule (or carried a limit override), by the reference's stats key.
 # TYPE envoy_rls_rule_hits_total counter
-envoy_rls_rule_hits_total{domain="edge",rule="_override_",value=""} 2
+envoy_rls_rule_hits_total{domain="edge",rule="edge.i",value=""} 1
 envoy_rls_rule_hits_total{domain="edge",rule="edge.internal",value=""} 1
-envoy_rls_rule_hits_total{domain="edge",rule="edge.remote_address",value=""} 4
-envoy_rls_rule_hits_total{domain="edge",rule="edge.shadowed",value=""} 1
-# HELP envoy_rls_rule_near_limit_total Allowed descriptors that left at most (1 - near-limit ratio) of the limit's capacity; a subset of within_limit.
+envoy_rls_rule_hits_total{domain="edge",rule="edge.j",value=""} 1
+envoy_rls_rule_hits_total{domain="edge",rule="edge.remote_address",value=""} 7
+envoy_rls_rule_hits_total{domain="edge",rule="edge.shadowed",value=""} 2
+# HELP envoy_rls_rule_near_limit_total Hits that took the count above floor(limit × near-limit ratio) without passing the limit.
 # TYPE envoy_rls_rule_near_limit_total counter
-envoy_rls_rule_near_limit_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.i",value=""} 0
 envoy_rls_rule_near_limit_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.j",value=""} 0
 envoy_rls_rule_near_limit_total{domain="edge",rule="edge.remote_address",value=""} 1
-envoy_rls_rule_near_limit_total{domain="edge",rule="edge.shadowed",value=""} 0
-# HELP envoy_rls_rule_over_limit_total Descriptors over the rule's limit, shadow-mode ones included.
+envoy_rls_rule_near_limit_total{domain="edge",rule="edge.shadowed",value=""} 1
+# HELP envoy_rls_rule_over_limit_total Hits over the rule's limit, shadow-mode ones included, split as the reference splits them.
 # TYPE envoy_rls_rule_over_limit_total counter
-envoy_rls_rule_over_limit_total{domain="edge",rule="_override_",value=""} 1
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.i",value=""} 1
 envoy_rls_rule_over_limit_total{domain="edge",rule="edge.internal",value=""} 0
-envoy_rls_rule_over_limit_total{domain="edge",rule="edge.remote_address",value=""} 1
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.j",value=""} 0
+envoy_rls_rule_over_limit_total{domain="edge",rule="edge.remote_address",value=""} 3
 envoy_rls_rule_over_limit_total{domain="edge",rule="edge.shadowed",value=""} 1
-# HELP envoy_rls_rule_shadow_mode_total Descriptors over the limit of a shadow-mode rule, answered OK; a subset of over_limit.
+# HELP envoy_rls_rule_shadow_mode_total Hits over the limit of a shadow-mode rule, answered OK; a subset of over_limit.
 # TYPE envoy_rls_rule_shadow_mode_total counter
-envoy_rls_rule_shadow_mode_total{domain="edge",rule="_override_",value=""} 0
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.i",value=""} 0
 envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.internal",value=""} 0
+envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.j",value=""} 0
 envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.remote_address",value=""} 0
 envoy_rls_rule_shadow_mode_total{domain="edge",rule="edge.shadowed",value=""} 1
-# HELP envoy_rls_rule_within_limit_total Descriptors within the rule's limit (unlimited rules included).
+# HELP envoy_rls_rule_within_limit_total Hits of allowed descriptors (unlimited rules included).
 # TYPE envoy_rls_rule_within_limit_total counter
-envoy_rls_rule_within_limit_total{domain="edge",rule="_override_",value=""} 1
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.i",value=""} 0
 envoy_rls_rule_within_limit_total{domain="edge",rule="edge.internal",value=""} 1
-envoy_rls_rule_within_limit_total{domain="edge",rule="edge.remote_address",value=""} 2
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.j",value=""} 1
+envoy_rls_rule_within_limit_total{domain="edge",rule="edge.remote_address",value=""} 3
 envoy_rls_rule_within_limit_total{domain="edge",rule="edge.shadowed",value=""} 0
 `
+	// The override descriptors are labelled with their own stats key
+	// (request("edge", ...) gives entries remote_address=<value>).
+	want = strings.ReplaceAll(want, `rule="edge.i"`, `rule="edge.remote_address_i"`)
+	want = strings.ReplaceAll(want, `rule="edge.j"`, `rule="edge.remote_address_j"`)
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), ruleMetricNames...); err != nil {
 		t.Fatal(err)
 	}
@@ -114,74 +124,93 @@ func TestObserveStatusesReplacedRuleWithAnotherLimitCounts(t *testing.T) {
 	a, b := limitOf(10), limitOf(20)
 	rule := &descriptors.Rule{Path: "edge.k", Limits: []*descriptors.RateLimit{a, b}}
 	// One of the rule's two limits was replaced; the other decided.
-	m.ObserveStatuses("edge", request("edge", "x"), []limiter.Status{{Rule: rule, Limit: b, Remaining: 15, Replaced: true}})
+	m.ObserveStatuses("edge", request("edge", "x"), []limiter.Status{{Rule: rule, Limit: b, Remaining: 15, Replaced: true, Hits: 1}})
 	if got := testutil.ToFloat64(m.rules.within.WithLabelValues("edge", "edge.k", "")); got != 1 {
 		t.Fatalf("within_limit = %v, want 1", got)
 	}
 }
 
-func TestNearLimitBoundary(t *testing.T) {
+// TestHitSplitAsReference transcribes the statistics the reference's
+// test/redis/fixed_cache_impl_test.go expects (near-limit ratio 0.8):
+// the count before the request, its hits, and how they split.
+func TestHitSplitAsReference(t *testing.T) {
 	tests := []struct {
-		ratio     float64
-		requests  int64
-		burst     int64
-		remaining uint32
-		want      bool
+		limit, before, hits int64
+		denied              bool
+		over, near, within  uint64
 	}{
-		{0.8, 10, 0, 3, false},
-		{0.8, 10, 0, 2, true}, // 2/10 ≤ 0.2 exactly
-		{0.8, 10, 0, 0, true},
-		{0.7, 10, 0, 3, true}, // 3/10 ≤ 0.3 exactly, despite 1-0.7 < 0.3 in floating point
-		{0.7, 10, 0, 4, false},
-		{0.5, 3, 0, 1, true},
-		{0.5, 3, 0, 2, false},
-		{0.8, 10, 100, 20, true}, // capacity is the burst
-		{0.8, 10, 100, 21, false},
-		{1, 10, 0, 0, true},
-		{1, 10, 0, 1, false},
-		{0, 10, 0, 2, true},    // default ratio 0.8
-		{1.5, 10, 0, 3, false}, // default ratio 0.8
-		{0.8, 0, 0, 0, true},   // a zero limit has nothing left
-		{0.8, 1 << 62, 0, 1<<32 - 1, true},
+		{15, 10, 1, false, 0, 0, 1}, // TestNearLimit: 11 of 15, threshold 12
+		{15, 12, 1, false, 0, 1, 1}, // 13 of 15: above 12
+		{15, 15, 1, true, 1, 0, 0},  // 16 of 15
+		{20, 2, 3, false, 0, 0, 3},  // hits_addend 3, 5 of 20
+		{8, 5, 2, false, 0, 1, 2},   // 7 of 8, threshold floor(6.4) = 6: one hit past it
+		{20, 16, 3, false, 0, 3, 3}, // 19 of 20: every hit past 16
+		{20, 19, 3, true, 2, 1, 0},  // 22 of 20: 2 over, 1 near
+		{20, 15, 7, true, 2, 4, 0},  // 22 of 20: 2 over, 4 near (17..20)
+		{10, 27, 3, true, 3, 0, 0},  // already over: all over
+		{10, 7, 1, false, 0, 0, 1},  // 8 of 10: not above 8
+		{10, 8, 1, false, 0, 1, 1},  // 9 of 10: above 8 (the reference's threshold, not one more)
 	}
+	m := New(Options{NearLimitRatio: 0.8})
 	for _, tt := range tests {
-		m := New(Options{NearLimitRatio: tt.ratio})
-		rl := &descriptors.RateLimit{Limit: strategies.Limit{Requests: tt.requests, Burst: tt.burst}}
-		if got := m.near(tt.remaining, rl); got != tt.want {
-			t.Errorf("ratio %v, limit %d burst %d, remaining %d: near = %v, want %v", tt.ratio, tt.requests, tt.burst, tt.remaining, got, tt.want)
+		rl := limitOf(tt.limit)
+		st := limiter.Status{Limit: rl, Hits: tt.hits}
+		if tt.denied {
+			st.Code, st.Available = limiter.OverLimit, uint32(max(tt.limit-tt.before, 0))
+		} else {
+			st.Remaining = uint32(tt.limit - tt.before - tt.hits)
+		}
+		got := m.split(&st, uint64(tt.hits))
+		if got != (hitSplit{over: tt.over, near: tt.near, within: tt.within}) {
+			t.Errorf("limit %d, before %d, hits %d, denied %v: %+v, want over %d near %d within %d",
+				tt.limit, tt.before, tt.hits, tt.denied, got, tt.over, tt.near, tt.within)
 		}
 	}
 }
 
-func TestDetailedRuleLabelsValues(t *testing.T) {
+func TestNearThreshold(t *testing.T) {
+	for _, tt := range []struct {
+		limit uint64
+		ratio float32
+		want  uint64
+	}{
+		{10, 0.8, 8}, {15, 0.8, 12}, {8, 0.8, 6}, {20, 0.8, 16}, {3, 0.5, 1}, {10, 0.7, 7}, {0, 0.8, 0}, {1, 1, 1},
+	} {
+		if got := nearThreshold(tt.limit, tt.ratio); got != tt.want {
+			t.Errorf("nearThreshold(%d, %v) = %d, want %d", tt.limit, tt.ratio, got, tt.want)
+		}
+	}
+}
+
+func TestRuleLabelIsTheStatsKey(t *testing.T) {
 	m := New(Options{})
 	rl := limitOf(10)
 	rule := ruleWith("edge.remote_address", rl)
 	rule.DetailedMetric = true
-	parent := &descriptors.Rule{Key: "tenant", Path: "edge.tenant"}
-	child := &descriptors.Rule{Key: "path", Path: "edge.tenant.path", Parent: parent, Depth: 1, ValueToMetric: true, Limits: []*descriptors.RateLimit{rl}}
+	parent := &descriptors.Rule{Key: "tenant", Path: "edge.tenant", ValueToMetric: true}
+	child := &descriptors.Rule{Key: "path", Path: "edge.tenant.path", Parent: parent, Depth: 1, Limits: []*descriptors.RateLimit{rl}}
 
 	req := request("edge", "10.0.0.1", "10.0.0.2", "10.0.0.1")
 	req.Descriptors = append(req.Descriptors, limiter.Descriptor{Entries: []descriptors.Entry{{Key: "tenant", Value: "acme"}, {Key: "path", Value: "/api"}}})
 	m.ObserveStatuses("edge", req, []limiter.Status{
-		{Rule: rule, Limit: rl, Remaining: 9},
-		{Rule: rule, Limit: rl, Remaining: 9},
-		{Rule: rule, Limit: rl, Code: limiter.OverLimit},
-		{Rule: child, Limit: rl, Remaining: 9},
+		{Rule: rule, Limit: rl, Remaining: 9, Hits: 1},
+		{Rule: rule, Limit: rl, Remaining: 9, Hits: 1},
+		{Rule: rule, Limit: rl, Code: limiter.OverLimit, Hits: 1},
+		{Rule: child, Limit: rl, Remaining: 9, Hits: 1},
 	})
 	for _, tt := range []struct {
-		rule, value string
-		hits, over  float64
+		rule       string
+		hits, over float64
 	}{
-		{"edge.remote_address", "10.0.0.1", 2, 1},
-		{"edge.remote_address", "10.0.0.2", 1, 0},
-		{"edge.tenant.path", "acme|/api", 1, 0},
+		{"edge.remote_address_10.0.0.1", 2, 1},
+		{"edge.remote_address_10.0.0.2", 1, 0},
+		{"edge.tenant_acme.path", 1, 0},
 	} {
-		if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", tt.rule, tt.value)); got != tt.hits {
-			t.Errorf("hits{%s,%s} = %v, want %v", tt.rule, tt.value, got, tt.hits)
+		if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", tt.rule, "")); got != tt.hits {
+			t.Errorf("hits{%s} = %v, want %v", tt.rule, got, tt.hits)
 		}
-		if got := testutil.ToFloat64(m.rules.over.WithLabelValues("edge", tt.rule, tt.value)); got != tt.over {
-			t.Errorf("over{%s,%s} = %v, want %v", tt.rule, tt.value, got, tt.over)
+		if got := testutil.ToFloat64(m.rules.over.WithLabelValues("edge", tt.rule, "")); got != tt.over {
+			t.Errorf("over{%s} = %v, want %v", tt.rule, got, tt.over)
 		}
 	}
 	if n := testutil.CollectAndCount(m.rules.hits); n != 3 {
@@ -194,19 +223,20 @@ func TestInvalidUTF8ValueIsSanitised(t *testing.T) {
 	rl := limitOf(10)
 	rule := ruleWith("edge.remote_address", rl)
 	rule.DetailedMetric = true
-	m.ObserveStatuses("edge", request("edge", "a\xffb"), []limiter.Status{{Rule: rule, Limit: rl, Remaining: 9}})
-	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "a\uFFFDb")); got != 1 {
+	m.ObserveStatuses("edge", request("edge", "a\xffb"), []limiter.Status{{Rule: rule, Limit: rl, Remaining: 9, Hits: 1}})
+	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address_a\uFFFDb", "")); got != 1 {
 		t.Fatalf("hits = %v, want 1", got)
 	}
 }
 
 // TestCardinalityIsBounded feeds 100,000 distinct client values and
 // checks the number of series in the registry: one per rule for a plain
-// rule, MaxValueSeries + 1 for a detailed one.
+// rule, MaxValueSeries + 1 for a detailed one; and as many unknown
+// domains, bounded the same way.
 func TestCardinalityIsBounded(t *testing.T) {
 	const values = 100_000
 	const maxValues = 50
-	m := New(Options{MaxValueSeries: maxValues})
+	m := New(Options{MaxValueSeries: maxValues, ReferenceMetrics: true})
 	plainLimit, detailedLimit := limitOf(10), limitOf(10)
 	plain := ruleWith("edge.remote_address", plainLimit)
 	detailed := ruleWith("edge.user", detailedLimit)
@@ -218,11 +248,12 @@ func TestCardinalityIsBounded(t *testing.T) {
 		v := "10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
 		req.Descriptors[0].Entries[0].Value = v
 		req.Descriptors[1].Entries[0].Value = v
-		st[0] = limiter.Status{Rule: plain, Limit: plainLimit, Remaining: 5}
-		st[1] = limiter.Status{Rule: detailed, Limit: detailedLimit, Remaining: 5}
+		st[0] = limiter.Status{Rule: plain, Limit: plainLimit, Remaining: 5, Hits: 1}
+		st[1] = limiter.Status{Rule: detailed, Limit: detailedLimit, Remaining: 5, Hits: 1}
 		st[2] = limiter.Status{} // unmatched
 		m.ObserveStatuses("edge", req, st[:2])
 		m.ObserveStatuses("edge", request("edge", v), st[2:])
+		m.DomainNotFound(v)
 	}
 	for _, name := range ruleMetricNames {
 		n, err := testutil.GatherAndCount(m.Registry(), name)
@@ -233,11 +264,23 @@ func TestCardinalityIsBounded(t *testing.T) {
 			t.Errorf("%s: %d series, want %d", name, n, want)
 		}
 	}
+	for _, name := range []string{"ratelimit_service_rate_limit_total_hits", "envoy_rls_domain_not_found_total"} {
+		n, err := testutil.GatherAndCount(m.Registry(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > maxValues+2 {
+			t.Errorf("%s: %d series, want at most %d", name, n, maxValues+2)
+		}
+	}
 	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "")); got != values {
 		t.Errorf("plain hits = %v, want %d", got, values)
 	}
 	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.user", OtherValue)); got != values-maxValues {
 		t.Errorf("_other_ hits = %v, want %d", got, values-maxValues)
+	}
+	if got := testutil.ToFloat64(m.domainNotFound.WithLabelValues(OtherValue)); got != values-maxValues {
+		t.Errorf("_other_ domains = %v, want %d", got, values-maxValues)
 	}
 }
 
@@ -245,11 +288,11 @@ func TestReloadedRuleContinuesItsSeries(t *testing.T) {
 	m := New(Options{})
 	rl := limitOf(10)
 	old := ruleWith("edge.remote_address", rl)
-	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: old, Limit: rl, Remaining: 9}})
+	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: old, Limit: rl, Remaining: 9, Hits: 1}})
 	m.ConfigLoaded(1, testTime)
 	rl2 := limitOf(10)
 	fresh := ruleWith("edge.remote_address", rl2)
-	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: fresh, Limit: rl2, Remaining: 9}})
+	m.ObserveStatuses("edge", request("edge", "a"), []limiter.Status{{Rule: fresh, Limit: rl2, Remaining: 9, Hits: 1}})
 	if got := testutil.ToFloat64(m.rules.hits.WithLabelValues("edge", "edge.remote_address", "")); got != 2 {
 		t.Fatalf("hits = %v, want 2", got)
 	}
@@ -285,7 +328,7 @@ func BenchmarkObserveStatuses(b *testing.B) {
 		{"override", nil, request("edge", "10.0.0.1")},
 	}
 	for _, c := range cases {
-		st := []limiter.Status{{Rule: c.rule, Limit: rl, Remaining: 10}}
+		st := []limiter.Status{{Rule: c.rule, Limit: rl, Remaining: 10, Hits: 1}}
 		b.Run(c.name, func(b *testing.B) {
 			m := New(Options{})
 			m.ObserveStatuses("edge", c.req, st)
@@ -336,7 +379,7 @@ func TestObserveStatusesConcurrently(t *testing.T) {
 			st := make([]limiter.Status, 1)
 			for i := range perWorker {
 				req.Descriptors[0].Entries[0].Value = strconv.Itoa((w*perWorker + i) % 50)
-				st[0] = limiter.Status{Rule: rule, Limit: rl, Remaining: uint32(i % 10)}
+				st[0] = limiter.Status{Rule: rule, Limit: rl, Remaining: uint32(i % 10), Hits: 1}
 				m.ObserveStatuses("edge", req, st)
 				if i%500 == 0 {
 					m.ConfigLoaded(1, testTime)

@@ -11,8 +11,8 @@ package telemetry
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,11 +50,17 @@ type Options struct {
 	// allowed request counts as near the limit (see ObserveStatuses). A
 	// value outside (0, 1] means DefaultNearLimitRatio.
 	NearLimitRatio float64
-	// MaxValueSeries bounds the number of distinct values a rule with
-	// detailed_metric or value_to_metric labels its series with; further
-	// values are counted under value="_other_". A value ≤ 0 means
-	// DefaultMaxValueSeries.
+	// MaxValueSeries bounds the number of distinct stats keys a rule
+	// whose key depends on the request (detailed_metric, value_to_metric)
+	// labels its series with, and the number of distinct override keys
+	// and unknown domains per domain; further ones are counted under
+	// value="_other_" (domain="_other_" for unknown domains). A value ≤ 0
+	// means DefaultMaxValueSeries.
 	MaxValueSeries int
+	// ReferenceMetrics also exports envoyproxy/ratelimit's metric names,
+	// as its statsd mapping (default_mapper.yaml) produces them (see
+	// refMetrics). It costs nothing when false.
+	ReferenceMetrics bool
 }
 
 // Metrics records envoy-rls's metrics on its own registry. It is safe for
@@ -65,8 +71,15 @@ type Metrics struct {
 	reg   *prometheus.Registry
 	rules *ruleMetrics
 
-	// nearComplement is (1 − NearLimitRatio) in millionths.
-	nearComplement uint64
+	// nearRatio is NearLimitRatio as the reference holds it (float32).
+	nearRatio float32
+	// ref holds the reference service's metric names; nil when off.
+	ref *refMetrics
+
+	domainNotFound *prometheus.CounterVec
+	notFoundMu     sync.RWMutex
+	notFound       map[string]prometheus.Counter // bounded by maxValues
+	maxValues      int
 
 	reqDuration *prometheus.HistogramVec
 	reqByResult map[string]prometheus.Observer // the four known results
@@ -118,10 +131,21 @@ func New(opts Options) *Metrics {
 		maxValues = DefaultMaxValueSeries
 	}
 	reg := prometheus.NewRegistry()
+	var ref *refMetrics
+	if opts.ReferenceMetrics {
+		ref = newRefMetrics()
+	}
 	m := &Metrics{
-		reg:            reg,
-		rules:          newRuleMetrics(maxValues),
-		nearComplement: uint64(math.Round((1 - ratio) * 1e6)),
+		reg:       reg,
+		rules:     newRuleMetrics(maxValues, ref),
+		nearRatio: float32(ratio),
+		ref:       ref,
+		domainNotFound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_rls_domain_not_found_total",
+			Help: "Requests for a domain the config does not have (the reference's domain_not_found), by domain.",
+		}, []string{"domain"}),
+		notFound:  map[string]prometheus.Counter{},
+		maxValues: maxValues,
 		reqDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "envoy_rls_request_duration_seconds",
 			Help:    "Time taken to answer a ShouldRateLimit request, by result (ok, over_limit, error, invalid).",
@@ -178,7 +202,11 @@ func New(opts Options) *Metrics {
 		m.failureMode, m.breaker,
 		m.configLoads, m.configLastSuccess, m.configRules,
 		m.localCacheHits,
+		m.domainNotFound,
 	)
+	if ref != nil {
+		ref.register(reg)
+	}
 	return m
 }
 
@@ -198,9 +226,12 @@ func (m *Metrics) Handler() http.Handler {
 	if m == nil {
 		return http.NotFoundHandler()
 	}
+	// The reference's counters carry no _total suffix, which OpenMetrics
+	// would add: with them, only the classic text format is offered, as
+	// the statsd exporter does.
 	return promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		Registry:          m.reg,
-		EnableOpenMetrics: true,
+		EnableOpenMetrics: m.ref == nil,
 	}))
 }
 
@@ -220,6 +251,37 @@ func (m *Metrics) ObserveRequest(result string, d time.Duration) {
 		}
 	}
 	o.Observe(d.Seconds())
+	m.ref.observeRequest(result, d)
+}
+
+// DomainNotFound counts one request for a domain the config does not
+// have, under the domain (at most Options.MaxValueSeries distinct
+// domains; the others count under "_other_").
+func (m *Metrics) DomainNotFound(domain string) {
+	if m == nil {
+		return
+	}
+	m.notFoundMu.RLock()
+	c, ok := m.notFound[domain]
+	m.notFoundMu.RUnlock()
+	if !ok {
+		c = m.newNotFound(domain)
+	}
+	c.Inc()
+}
+
+func (m *Metrics) newNotFound(domain string) prometheus.Counter {
+	m.notFoundMu.Lock()
+	defer m.notFoundMu.Unlock()
+	if c, ok := m.notFound[domain]; ok {
+		return c
+	}
+	if len(m.notFound) >= m.maxValues {
+		return m.domainNotFound.WithLabelValues(OtherValue)
+	}
+	c := m.domainNotFound.WithLabelValues(validLabel(domain))
+	m.notFound[strings.Clone(domain)] = c
+	return c
 }
 
 // ObserveStore records one store operation (op, such as "apply") of the
@@ -314,6 +376,7 @@ func (m *Metrics) ConfigLoaded(rules int, at time.Time) {
 		return
 	}
 	m.configLoadOK.Inc()
+	m.ref.configLoaded(true)
 	m.configLastSuccess.Set(float64(at.UnixNano()) / 1e9)
 	m.configRules.Set(float64(rules))
 	m.rules.forgetRules()
@@ -324,6 +387,7 @@ func (m *Metrics) ConfigLoaded(rules int, at time.Time) {
 func (m *Metrics) ConfigLoadFailed() {
 	if m != nil {
 		m.configLoadErr.Inc()
+		m.ref.configLoaded(false)
 	}
 }
 

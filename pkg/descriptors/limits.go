@@ -37,6 +37,11 @@ const (
 // file, however large or self-referencing, takes the service down. The
 // zero value means the defaults.
 type Limits struct {
+	// MergeDomains merges the files that share a domain, as the
+	// reference's MERGE_DOMAIN_CONFIG does (see mergeDomain), instead of
+	// refusing the second one. It is not a bound, but it rides with the
+	// bounds since every load passes them.
+	MergeDomains bool
 	// MaxBytes bounds the bytes of all files one Load reads (default
 	// DefaultMaxBytes). Parse does not read files and ignores it.
 	MaxBytes int64

@@ -157,7 +157,7 @@ func ParseLimits(files map[string][]byte, lim Limits) (*Config, error) {
 	for _, name := range names {
 		p := &parser{report: &report{file: name, budget: budget}, lim: lim}
 		if spec := p.file1(files[name]); spec != nil {
-			c.add(p.report, spec, definedIn)
+			c.add(p.report, spec, definedIn, lim.MergeDomains)
 		}
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].(*Error).Line < p.errs[j].(*Error).Line })
 		errs = append(errs, withoutDropped(p.errs)...)

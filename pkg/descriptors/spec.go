@@ -120,7 +120,7 @@ func Build(specs []DomainSpec) (*Config, error) {
 			c.files = append(c.files, s.Pos.File)
 		}
 		r := &report{file: s.Pos.File, domain: s.Name, budget: budget}
-		c.add(r, s, definedIn)
+		c.add(r, s, definedIn, false)
 		errs = append(errs, withoutDropped(r.errs)...)
 	}
 	if budget.dropped > 0 {
@@ -136,10 +136,18 @@ func Build(specs []DomainSpec) (*Config, error) {
 
 // add builds spec s into c, reporting its problems and a domain already
 // defined (in definedIn: domain → the file that first defined it, valid
-// or not) to r. The domain is added only when r has no problem.
-func (c *Config) add(r *report, s *DomainSpec, definedIn map[string]string) {
+// or not) to r. The domain is added only when r has no problem. With
+// merge, a domain already defined takes the top-level rules of s instead
+// (see mergeDomain).
+func (c *Config) add(r *report, s *DomainSpec, definedIn map[string]string, merge bool) {
 	d := r.domainTree(s)
 	if d == nil {
+		return
+	}
+	if _, dup := definedIn[d.Name]; dup && merge {
+		if into := c.domains[d.Name]; into != nil && len(r.errs) == 0 {
+			c.rules += mergeDomain(r, into, d)
+		}
 		return
 	}
 	if prev, dup := definedIn[d.Name]; dup {

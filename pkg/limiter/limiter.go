@@ -66,12 +66,20 @@ type Status struct {
 	Rule *descriptors.Rule
 	// Remaining, Reset and RetryAfter come from the strategy's decision
 	// (Reset and RetryAfter in microseconds). Remaining is MaxUint32 for
-	// an unlimited rule and 0 for a denial, as the reference service
-	// reports it, except when the hits exceed what the limit can ever
-	// admit (Exceeds): then it is what remains.
+	// an unlimited rule and 0 for every denial (a shadow-mode one
+	// included, and one whose hits exceed what the limit can ever admit),
+	// as the reference service reports it.
 	Remaining  uint32
 	Reset      int64
 	RetryAfter int64
+	// Available is what the reported limit had left after this request,
+	// as its strategy tells: unlike Remaining, a denial reports what it
+	// still had (a denial consumes nothing). Statistics use it to split a
+	// request's hits as the reference service does.
+	Available uint32
+	// Hits are the hits the descriptor asked for (negative for a refund);
+	// set for every descriptor that matched a rule or carried an override.
+	Hits int64
 	// Exempt reports that the client value is exempt: no store access.
 	Exempt bool
 	// Unlimited reports that the rule is unlimited: no store access.
@@ -196,6 +204,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *Request, out []Statu
 		if d.Negative {
 			hits = -hits
 		}
+		out[i].Hits = hits
 		if d.Override != nil {
 			rl, err := descriptors.OverrideLimit(dom, d.Entries, d.Override.RequestsPerUnit, d.Override.Unit, d.Override.Multiplier)
 			if err != nil {
@@ -277,8 +286,8 @@ func mergeDecision(st *Status, rl *descriptors.RateLimit, d *strategies.Decision
 	denied := !d.Allowed
 	rem := uint32(math.MaxUint32)
 	switch {
-	case denied && !d.Exceeds:
-		rem = 0 // as the reference reports an over-limit status
+	case denied:
+		rem = 0 // as the reference reports every over-limit status
 	case d.Remaining < math.MaxUint32:
 		rem = uint32(d.Remaining)
 	}
@@ -295,6 +304,7 @@ func mergeDecision(st *Status, rl *descriptors.RateLimit, d *strategies.Decision
 	}
 	st.Limit = rl
 	st.Remaining = rem
+	st.Available = uint32(min(max(d.Remaining, 0), math.MaxUint32))
 	st.Reset = d.Reset
 	st.RetryAfter = d.RetryAfter
 	st.Exceeds = d.Exceeds

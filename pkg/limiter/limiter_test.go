@@ -198,10 +198,16 @@ descriptors:
 	if over, st := r.do(&limiter.Request{Domain: "d", Descriptors: []limiter.Descriptor{desc}}); !over || st[0].Remaining != 0 || st[0].RetryAfter <= 0 {
 		t.Fatalf("hits 7: %v %+v", over, st[0])
 	}
-	// Hits beyond what the limit can ever admit: over, remaining as is, no retry.
+	// Hits beyond what the limit can ever admit: over, no retry, and 0
+	// remaining as the reference reports every denial (nothing consumed:
+	// the check below still sees 6).
 	desc.Hits = 11
-	if over, st := r.do(&limiter.Request{Domain: "d", Descriptors: []limiter.Descriptor{desc}}); !over || !st[0].Exceeds || st[0].Remaining != 6 || st[0].RetryAfter != 0 {
+	if over, st := r.do(&limiter.Request{Domain: "d", Descriptors: []limiter.Descriptor{desc}}); !over || !st[0].Exceeds || st[0].Remaining != 0 || st[0].RetryAfter != 0 {
 		t.Fatalf("hits 11: %v %+v", over, st[0])
+	}
+	desc.Hits = 0
+	if _, st := r.do(&limiter.Request{Domain: "d", Descriptors: []limiter.Descriptor{desc}}); st[0].Remaining != 6 {
+		t.Fatalf("check after hits 11: %+v", st[0])
 	}
 	// Refund gives back, never below an empty counter.
 	ref := d(e("k", "a"))
@@ -285,8 +291,14 @@ descriptors:
 	r := newRig(t, rules)
 	r.one("d", d(e("bot", "b")))
 	over, st := r.one("d", d(e("bot", "b")), d(e("user", "u")))
-	if over || st[0].Code != limiter.OK || !st[0].Shadowed || st[0].Limit == nil {
-		t.Fatalf("shadow rule: %v %+v", over, st[0])
+	if over || st[0].Code != limiter.OK || !st[0].Shadowed || st[0].Limit == nil || st[0].Remaining != 0 {
+		t.Fatalf("shadow rule: %v %+v (want OK, shadowed, 0 remaining)", over, st[0])
+	}
+	// A shadowed denial whose hits exceed the whole limit also reports 0.
+	big := d(e("bot", "b"))
+	big.HitsSet, big.Hits = true, 5
+	if over, st := r.one("d", big); over || st[0].Code != limiter.OK || !st[0].Shadowed || st[0].Remaining != 0 {
+		t.Fatalf("shadow rule, hits over the whole limit: %v %+v", over, st[0])
 	}
 	// The shadowed denial did not veto the other descriptor: it counted.
 	if over, _ := r.one("d", d(e("user", "u"))); !over {
