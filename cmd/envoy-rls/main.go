@@ -4,6 +4,10 @@
 //	envoy-rls validate PATH...              check rule files
 //	envoy-rls healthcheck [--addr HOST:PORT] probe the gRPC health service
 //	envoy-rls version                       print the version
+//
+// Started with no arguments, or as "ratelimit" (Envoy Gateway runs
+// /bin/ratelimit), it serves as configured by envoyproxy/ratelimit's
+// environment variables instead (see reference.go).
 package main
 
 import (
@@ -30,6 +34,9 @@ import (
 var version = "dev"
 
 func main() {
+	if referenceMode(os.Args[0], os.Args[1:]) {
+		os.Exit(serveReference(os.Args[0], os.Args[1:], os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

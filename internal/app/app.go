@@ -93,7 +93,7 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 			Time:                  s.GRPCKeepalive,
 			Timeout:               10 * time.Second,
 			MaxConnectionAge:      connAge(s.GRPCMaxConnAge),
-			MaxConnectionAgeGrace: 30 * time.Second,
+			MaxConnectionAgeGrace: s.GRPCMaxConnAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)

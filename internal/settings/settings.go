@@ -91,6 +91,12 @@ type Serve struct {
 	MetricsAddr      string
 	MetricsPath      string
 	ReferenceMetrics bool
+
+	// refenv: tracing, and the reference's settings that had no flag yet
+	// (flags in refenvFlags, reference.go holds the reference's variables).
+	Tracing             Tracing
+	GRPCMaxConnAgeGrace time.Duration
+	RedisTLS            bool
 }
 
 // XDS is the xDS config source: a State-of-the-World ADS stream of
@@ -188,6 +194,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", "", "serve metrics on a listener of its own at this address too (empty: only on --http-addr)")
 	fs.StringVar(&s.MetricsPath, "metrics-path", "/metrics", "path of the metrics on --metrics-addr")
 	fs.BoolVar(&s.ReferenceMetrics, "reference-metrics", false, "also export envoyproxy/ratelimit's metric names (ratelimit_service_*), as Envoy Gateway's dashboards query them")
+	refenvFlags(fs, s)
 	return fs
 }
 
@@ -326,6 +333,7 @@ func (s Serve) Validate() error {
 	if s.MaxDescriptors <= 0 || s.MaxEntries <= 0 || s.MaxValueBytes <= 0 {
 		bad("--max-descriptors, --max-entries and --max-value-bytes must be positive")
 	}
+	errs = append(errs, s.validateRefenv()...)
 	return errors.Join(errs...)
 }
 
