@@ -161,6 +161,16 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 	defer lis.close()
+	ml, err := listenMetrics(s, m.Handler())
+	if err != nil {
+		return err
+	}
+	defer ml.close()
+	tr, err := newTracer(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer tr.shutdown(s, log)
 
 	raw, err := newStore(ctx, s, log)
 	if err != nil {
@@ -183,6 +193,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		cache = overlimit.New(store, s.LocalCacheSize, m.LocalCacheHit)
 		store = cache
 	}
+	store = tr.wrap(s.Store, store)
 	defer func() {
 		if err := store.Close(); err != nil {
 			log.Warn("closing store", zap.Error(err))
@@ -208,7 +219,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 
-	g := grpc.NewServer(append(svc.GRPCOptions(), gopts...)...)
+	g := grpc.NewServer(append(append(svc.GRPCOptions(), gopts...), tr.serverOptions()...)...)
 	svc.Register(g)
 	if s.GRPCReflection {
 		reflection.Register(g)
@@ -221,7 +232,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- g.Serve(lis.grpc) }()
 	serveHTTP := func(h *http.Server, l net.Listener) {
 		if err := h.Serve(l); !errors.Is(err, http.ErrServerClosed) {
@@ -234,6 +245,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	if ds != nil {
 		go serveHTTP(ds, lis.debug)
 	}
+	ml.serve(errc)
 	wctx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan struct{})
 	go func() {
@@ -252,6 +264,9 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		zap.String("store", s.Store), zap.Bool("grpc_tls", s.GRPCTLSCert != ""), zap.Bool("mtls", s.GRPCTLSClientCA != "")}
 	if lis.debug != nil {
 		fields = append(fields, zap.String("debug", lis.debug.Addr().String()))
+	}
+	if ml != nil {
+		fields = append(fields, zap.String("metrics", ml.addr()+s.MetricsPath))
 	}
 	log.Info("serving", fields...)
 
@@ -281,6 +296,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			h.Close()
 		}
 	}
+	ml.shutdown(shutCtx)
 	return runErr
 }
 

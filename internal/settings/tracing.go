@@ -32,8 +32,8 @@ type Tracing struct {
 	// flag is always followed). 1, the default, leaves the choice to
 	// OTEL_TRACES_SAMPLER when that is set.
 	SamplingRate float64
-	// ExportTimeout bounds each export and the flush at shutdown.
-	ExportTimeout time.Duration
+	// FlushTimeout bounds the export of the last spans at shutdown.
+	FlushTimeout time.Duration
 }
 
 // refenvFlags defines the flags of the refenv block: tracing, the gRPC
@@ -46,7 +46,7 @@ func refenvFlags(fs *flag.FlagSet, s *Serve) {
 	fs.StringVar(&s.Tracing.ServiceNamespace, "tracing-service-namespace", "", "tracing: service.namespace of the spans")
 	fs.StringVar(&s.Tracing.ServiceInstanceID, "tracing-service-instance-id", "", "tracing: service.instance.id of the spans (empty: random per process)")
 	fs.Float64Var(&s.Tracing.SamplingRate, "tracing-sampling-rate", 1, "tracing: share of new traces sampled, 0 to 1; a caller's sampling decision is followed (1: OTEL_TRACES_SAMPLER decides when set)")
-	fs.DurationVar(&s.Tracing.ExportTimeout, "tracing-export-timeout", 5*time.Second, "tracing: the longest one export, and the flush at shutdown, may take")
+	fs.DurationVar(&s.Tracing.FlushTimeout, "tracing-flush-timeout", 5*time.Second, "tracing: the longest the export of the last spans may take at shutdown")
 	fs.DurationVar(&s.GRPCMaxConnAgeGrace, "grpc-max-connection-age-grace", 30*time.Second, "gRPC: how long calls may finish on a connection closed for its age")
 	fs.BoolVar(&s.RedisTLS, "redis-tls", false, "redis: connect with TLS (the system roots unless --redis-tls-ca), also for --redis-addrs")
 }
@@ -63,8 +63,8 @@ func (s Serve) validateRefenv() []error {
 	if !(s.Tracing.SamplingRate >= 0 && s.Tracing.SamplingRate <= 1) {
 		bad("--tracing-sampling-rate must be in [0, 1], got %g", s.Tracing.SamplingRate)
 	}
-	if s.Tracing.ExportTimeout <= 0 {
-		bad("--tracing-export-timeout must be positive, got %s", s.Tracing.ExportTimeout)
+	if s.Tracing.FlushTimeout <= 0 {
+		bad("--tracing-flush-timeout must be positive, got %s", s.Tracing.FlushTimeout)
 	}
 	if s.GRPCMaxConnAgeGrace < 0 {
 		bad("--grpc-max-connection-age-grace must not be negative, got %s", s.GRPCMaxConnAgeGrace)
