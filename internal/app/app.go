@@ -4,15 +4,11 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,18 +16,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
-	"github.com/envoy-rls/envoy-rls/internal/breaker"
-	"github.com/envoy-rls/envoy-rls/internal/overlimit"
-	"github.com/envoy-rls/envoy-rls/internal/reload"
 	"github.com/envoy-rls/envoy-rls/internal/server"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/internal/tlsfiles"
-	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
-	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 )
 
 // NewLogger returns a zap logger of the given level ("debug", "info",
@@ -120,39 +110,13 @@ func connAge(d time.Duration) time.Duration {
 
 // Run serves until ctx is done, then shuts down gracefully: health turns
 // NOT_SERVING, in-flight calls finish (within s.ShutdownTimeout), the
-// store closes. It returns nil after a clean shutdown.
+// config source stops, the store closes. It returns nil after a clean
+// shutdown. It is made of three parts, each with an owner that starts
+// and stops it: the config source (rules.go), the store stack
+// (stores.go) and the listeners with their servers (servers.go).
 func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio})
-	// The watcher starts before the first load, so that no change between
-	// the two is missed; lim is set before the watcher runs.
-	var lim *limiter.Limiter
-	var cache *overlimit.Store
-	w, err := reload.New(reload.Options{Path: s.Config, Logger: log, OnChange: func() {
-		cfg, err := descriptors.Load(s.Config)
-		if err != nil {
-			m.ConfigLoadFailed()
-			log.Error("config reload refused; the previous rules keep serving", zap.Error(err))
-			return
-		}
-		lim.SetConfig(cfg)
-		if cache != nil {
-			cache.Reset()
-		}
-		m.ConfigLoaded(cfg.Rules(), time.Now())
-		log.Info("config reloaded", zap.Int("domains", len(cfg.Domains())), zap.Int("rules", cfg.Rules()))
-	}})
-	if err != nil {
-		return fmt.Errorf("app: watching %s: %w", s.Config, err)
-	}
-	defer w.Close()
-	cfg, err := descriptors.Load(s.Config)
-	if err != nil {
-		m.ConfigLoadFailed()
-		return fmt.Errorf("app: loading %s: %w", s.Config, err)
-	}
-	m.ConfigLoaded(cfg.Rules(), time.Now())
-	log.Info("config loaded", zap.String("path", s.Config), zap.Int("domains", len(cfg.Domains())), zap.Int("rules", cfg.Rules()))
-	gopts, err := grpcOptions(s, log)
+	src, err := newSource(s, log)
 	if err != nil {
 		return err
 	}
@@ -172,132 +136,33 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 	}
 	defer tr.shutdown(s, log)
 
-	raw, err := newStore(ctx, s, log)
+	st, err := newStack(ctx, s, m, log)
 	if err != nil {
 		return err
 	}
-	if ms, ok := raw.(*memory.Store); ok {
-		if err := m.RegisterMemoryStore(func() (int64, int64) { st := ms.Stats(); return st.Keys, st.Evictions }); err != nil {
-			raw.Close()
-			return fmt.Errorf("app: %w", err)
-		}
-	}
-	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
-	var store limiter.Store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
-		OnChange: func(st breaker.State) {
-			m.SetBreakerState(s.Store, st.String())
-			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", st))
-		},
-	})
-	if s.LocalCacheSize > 0 {
-		cache = overlimit.New(store, s.LocalCacheSize, m.LocalCacheHit)
-		store = cache
-	}
-	store = tr.wrap(s.Store, store)
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Warn("closing store", zap.Error(err))
-		}
-	}()
-	lim, err = limiter.New(cfg, limiter.Options{Store: store, KeyPrefix: s.KeyPrefix, ShadowMode: s.ShadowMode})
+	st.store = tr.wrap(s.Store, st.store)
+	defer st.close(log)
+	// The limiter starts with no rules; the source fills them in.
+	lim, err := limiter.New(nil, limiter.Options{Store: st.store, KeyPrefix: s.KeyPrefix, ShadowMode: s.ShadowMode})
 	if err != nil {
 		return err
 	}
-	svc, err := server.New(server.Options{
-		Limiter: lim,
-		Logger:  log,
-		Limits: server.Limits{MaxDescriptors: s.MaxDescriptors, MaxEntries: s.MaxEntries, MaxValueBytes: s.MaxValueBytes,
-			MaxRequestBytes: s.GRPCMaxRecvBytes},
-		FailureMode: s.FailureMode,
-		Headers: server.Headers{Enabled: s.ResponseHeaders, Limit: s.HeaderLimit, Remaining: s.HeaderRemaining,
-			Reset: s.HeaderReset, RetryAfter: s.HeaderRetry},
-		OverLimitBody:   []byte(s.OverLimitBody),
-		RequestMetadata: s.DynamicMetadata,
-		Metrics:         m,
-	})
+	rs := startRules(ctx, src, lim, st.cache, m, log)
+	defer rs.stop()
+	if err := rs.waitFirst(ctx, s.ForceStartWithoutConfig); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+
+	v, err := newServers(s, lis, lim, st.store, m, log, tr.serverOptions()...)
 	if err != nil {
 		return err
 	}
-
-	g := grpc.NewServer(append(append(svc.GRPCOptions(), gopts...), tr.serverOptions()...)...)
-	svc.Register(g)
-	if s.GRPCReflection {
-		reflection.Register(g)
-	}
-	metricsMux := http.NewServeMux()
-	metricsMux.Handle("GET /metrics", m.Handler())
-	hs := &http.Server{Handler: svc.HTTPHandler(metricsMux), ReadHeaderTimeout: 5 * time.Second}
-	var ds *http.Server
-	if lis.debug != nil {
-		ds = &http.Server{Handler: debugHandler(svc), ReadHeaderTimeout: 5 * time.Second}
-	}
-
-	errc := make(chan error, 4)
-	go func() { errc <- g.Serve(lis.grpc) }()
-	serveHTTP := func(h *http.Server, l net.Listener) {
-		if err := h.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-			return
-		}
-		errc <- nil
-	}
-	go serveHTTP(hs, lis.http)
-	if ds != nil {
-		go serveHTTP(ds, lis.debug)
-	}
-	ml.serve(errc)
-	wctx, stopWatch := context.WithCancel(ctx)
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		if err := w.Run(wctx); err != nil {
-			log.Error("config watcher stopped; hot reload is off", zap.Error(err))
-		}
-	}()
-	defer func() { stopWatch(); <-watchDone }()
-	go reloadOnSignal(wctx, w.Trigger)
-	hctx, stopHealth := context.WithCancel(ctx)
-	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); watchHealth(hctx, svc, store, time.Second, log) }()
-	defer func() { stopHealth(); <-healthDone }()
-	fields := []zap.Field{zap.String("grpc", lis.grpc.Addr().String()), zap.String("http", lis.http.Addr().String()),
-		zap.String("store", s.Store), zap.Bool("grpc_tls", s.GRPCTLSCert != ""), zap.Bool("mtls", s.GRPCTLSClientCA != "")}
-	if lis.debug != nil {
-		fields = append(fields, zap.String("debug", lis.debug.Addr().String()))
-	}
-	if ml != nil {
-		fields = append(fields, zap.String("metrics", ml.addr()+s.MetricsPath))
-	}
-	log.Info("serving", fields...)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-		runErr = fmt.Errorf("app: server stopped: %w", runErr)
-	}
-	log.Info("shutting down")
-	stopHealth()
-	<-healthDone
-	svc.Shutdown()
-	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
-	shutCtx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
-	defer cancel()
-	select {
-	case <-stopped:
-	case <-shutCtx.Done():
-		log.Warn("in-flight calls did not finish in time; closing them")
-		g.Stop()
-		<-stopped
-	}
-	for _, h := range []*http.Server{hs, ds} {
-		if h != nil && h.Shutdown(shutCtx) != nil {
-			h.Close()
-		}
-	}
-	ml.shutdown(shutCtx)
-	return runErr
+	defer ml.serve(log)()
+	v.logServing(s)
+	return v.serve(ctx, s.ShutdownTimeout)
 }
 
 // debugHandler serves pprof and /rlconfig on the debug port.
@@ -310,19 +175,4 @@ func debugHandler(svc *server.Service) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /rlconfig", svc.HandleRLConfig)
 	return mux
-}
-
-// reloadOnSignal calls trigger on each SIGHUP until ctx is done.
-func reloadOnSignal(ctx context.Context, trigger func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			trigger()
-		}
-	}
 }

@@ -87,41 +87,33 @@ func listenMetrics(s settings.Serve, metrics http.Handler) (*metricsListener, er
 	return &metricsListener{lis: lis, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
-// addr returns the listener's address, or "" when there is none.
-func (ml *metricsListener) addr() string {
+// serve serves the metrics until the returned stop is called; stop lets
+// scrapes in flight finish (within a few seconds) and returns after the
+// server's goroutine has ended. An error that stops the listener sooner
+// is logged: metrics never stop the service.
+func (ml *metricsListener) serve(log *zap.Logger) (stop func()) {
 	if ml == nil {
-		return ""
+		return func() {}
 	}
-	return ml.lis.Addr().String()
-}
-
-// serve serves until shutdown, then sends nil on errc; an error that
-// stops it sooner is sent instead.
-func (ml *metricsListener) serve(errc chan<- error) {
-	if ml == nil {
-		return
-	}
+	log.Info("serving metrics on a listener of their own", zap.String("addr", ml.lis.Addr().String()))
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := ml.srv.Serve(ml.lis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("metrics listener: %w", err)
-			return
+			log.Error("metrics listener stopped", zap.Error(err))
 		}
-		errc <- nil
 	}()
-}
-
-// shutdown stops the listener, letting scrapes in flight finish within
-// ctx.
-func (ml *metricsListener) shutdown(ctx context.Context) {
-	if ml == nil {
-		return
-	}
-	if ml.srv.Shutdown(ctx) != nil {
-		ml.srv.Close()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if ml.srv.Shutdown(ctx) != nil {
+			ml.srv.Close()
+		}
+		<-done
 	}
 }
 
-// close closes the listener when serve was never called.
+// close closes the listener (a no-op once serve has run).
 func (ml *metricsListener) close() {
 	if ml != nil {
 		ml.lis.Close()

@@ -8,12 +8,65 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
+	"github.com/envoy-rls/envoy-rls/internal/overlimit"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
+	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memcachestore"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/redisstore"
 )
+
+// This file is the second of Run's three parts: the store stack.
+
+// stack is the store the limiter calls, built in a declared order from
+// the bottom up:
+//
+//  1. the backend: memory, redis or memcached (newStore);
+//  2. metrics around the backend's calls (telemetry.InstrumentStore);
+//  3. the circuit breaker, which counts the backend's failures;
+//  4. the local over-limit cache, when --local-cache-size is set.
+//
+// Its owner closes it with close, which closes every layer.
+type stack struct {
+	store limiter.Store    // the top of the stack
+	cache *overlimit.Store // nil without a local cache
+}
+
+// newStack builds the store stack the settings select.
+func newStack(ctx context.Context, s settings.Serve, m *telemetry.Metrics, log *zap.Logger) (*stack, error) {
+	raw, err := newStore(ctx, s, log)
+	if err != nil {
+		return nil, err
+	}
+	if ms, ok := raw.(*memory.Store); ok {
+		if err := m.RegisterMemoryStore(func() (int64, int64) { st := ms.Stats(); return st.Keys, st.Evictions }); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
+	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
+	st := &stack{}
+	st.store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
+		OnChange: func(b breaker.State) {
+			m.SetBreakerState(s.Store, b.String())
+			log.Warn("store circuit breaker", zap.String("store", s.Store), zap.Stringer("state", b))
+		},
+	})
+	if s.LocalCacheSize > 0 {
+		st.cache = overlimit.New(st.store, s.LocalCacheSize, m.LocalCacheHit)
+		st.store = st.cache
+	}
+	return st, nil
+}
+
+// close closes the stack, and with it the backend.
+func (st *stack) close(log *zap.Logger) {
+	if err := st.store.Close(); err != nil {
+		log.Warn("closing store", zap.Error(err))
+	}
+}
 
 // newStore builds the store the settings select. It does not wait for a
 // remote store to answer: the service starts while its store is down.

@@ -253,6 +253,13 @@ func (s Serve) Validate() error {
 		if s.XDS.BackoffInitial <= 0 || s.XDS.BackoffMax < s.XDS.BackoffInitial {
 			bad("--xds-backoff-initial must be positive and not above --xds-backoff-max")
 		}
+		// xds helper: the structured flags parse.
+		if _, err := s.XDS.HeaderMap(); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := s.XDS.NodeMetadataMap(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
 		bad("--config-source %q: want file or xds", s.ConfigSource)
 	}

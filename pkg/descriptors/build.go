@@ -2,22 +2,10 @@ package descriptors
 
 import (
 	"fmt"
-	"math"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
-
-var descriptorKeys = []string{
-	"key", "value", "rate_limit", "rate_limits", "descriptors", "shadow_mode", "detailed_metric",
-	"value_to_metric", "share_threshold", "quota_mode", "metadata", "exempt",
-}
-
-var rateLimitKeys = []string{
-	"unit", "requests_per_unit", "unlimited", "name", "replaces", "rate", "strategy", "burst", "max_debt",
-}
 
 // burstUsers and debtUsers name the strategies that read Limit.Burst and
 // Limit.MaxDebt (see strategies.Limit). Setting burst or max_debt for any
@@ -28,176 +16,141 @@ var (
 	debtUsers  = map[string]bool{"token_bucket_with_debt": true}
 )
 
-// descriptors parses the list n of descriptors below parent (nil at the
-// top level) into lv. at is the descriptor path of the list's owner.
-func (p *parser) descriptors(d *Domain, n *yaml.Node, parent *Rule, lv *level, at string) {
-	if isNull(n) {
-		return
+// domainTree builds the match tree of spec s, reporting every problem to
+// r. It returns nil when the domain has no name.
+func (r *report) domainTree(s *DomainSpec) *Domain {
+	r.domain = s.Name
+	if s.Name == "" {
+		r.errorf(s.Pos.at("domain"), "", "domain must not be empty")
 	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, strings.TrimPrefix(at, "."), "descriptors: expected a list, got %s", kindName(n))
-		return
+	d := &Domain{Name: s.Name, File: s.Pos.File}
+	r.descriptors(d, s.Descriptors, nil, &d.root, "")
+	if s.Name == "" {
+		return nil
 	}
-	for i, item := range n.Content {
-		item = resolve(item)
-		path := fmt.Sprintf("%s.descriptors[%d]", at, i)
-		loc := path[1:]
-		if item.Kind != yaml.MappingNode {
-			p.errorf(item.Line, loc, "expected a map with key and value, got %s", kindName(item))
+	return d
+}
+
+// descriptors builds the specs below parent (nil at the top level) into
+// lv. at is the descriptor path of the list's owner.
+func (r *report) descriptors(d *Domain, specs []DescriptorSpec, parent *Rule, lv *level, at string) {
+	for i := range specs {
+		if specs[i].skip {
 			continue
 		}
-		p.descriptor(d, item, parent, lv, path)
+		r.descriptor(d, &specs[i], parent, lv, fmt.Sprintf("%s.descriptors[%d]", at, i))
 	}
 }
 
-// descriptor parses one descriptor map n into a rule of lv.
-func (p *parser) descriptor(d *Domain, n *yaml.Node, parent *Rule, lv *level, path string) {
-	r := &Rule{Parent: parent, Line: n.Line}
+// descriptor builds spec s into a rule of lv.
+func (r *report) descriptor(d *Domain, s *DescriptorSpec, parent *Rule, lv *level, path string) {
+	rule := &Rule{Key: s.Key, Value: s.Value, Parent: parent, Line: s.Pos.Line,
+		ShadowMode: s.ShadowMode, DetailedMetric: s.DetailedMetric, ValueToMetric: s.ValueToMetric,
+		ShareThreshold: s.ShareThreshold, QuotaMode: s.QuotaMode, Metadata: s.Metadata}
 	if parent != nil {
-		r.Depth = parent.Depth + 1
+		rule.Depth = parent.Depth + 1
 	}
-	// The key names the descriptor in every message, so read it first.
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "key" {
-			r.Key, _ = p.scalar(resolve(n.Content[i+1]), path[1:], "key")
-			break
-		}
+	loc := fmt.Sprintf("%s (key %q)", path[1:], s.Key)
+	if s.Key == "" {
+		r.errorf(s.Pos.Line, loc, "descriptor key must not be empty")
 	}
-	loc := fmt.Sprintf("%s (key %q)", path[1:], r.Key)
-	f := p.fields(n, loc, "", descriptorKeys...)
-	if v := f["value"]; v != nil {
-		r.Value, _ = p.scalar(v, loc, "value")
-	}
-	if r.Key == "" {
-		p.errorf(n.Line, loc, "descriptor key must not be empty")
-	}
-	seg := r.Key
-	if r.Value != "" {
-		seg += "_" + r.Value
+	seg := s.Key
+	if s.Value != "" {
+		seg += "_" + s.Value
 	}
 	if parent != nil {
-		r.Path = parent.Path + "." + seg
+		rule.Path = parent.Path + "." + seg
 	} else {
-		r.Path = d.Name + "." + seg
+		rule.Path = d.Name + "." + seg
 	}
-	for _, flag := range []struct {
-		name string
-		dst  *bool
-	}{
-		{"shadow_mode", &r.ShadowMode}, {"detailed_metric", &r.DetailedMetric}, {"value_to_metric", &r.ValueToMetric},
-		{"share_threshold", &r.ShareThreshold}, {"quota_mode", &r.QuotaMode},
-	} {
-		if v := f[flag.name]; v != nil {
-			*flag.dst = p.boolean(v, loc, flag.name)
-		}
+	if rule.ShareThreshold && !rule.Wildcard() {
+		r.errorf(s.Pos.at("share_threshold"), loc, "share_threshold can only be used with a wildcard value (one holding '*'), got value %q", s.Value)
 	}
-	if r.ShareThreshold && !r.Wildcard() {
-		p.errorf(f["share_threshold"].Line, loc, "share_threshold can only be used with a wildcard value (one holding '*'), got value %q", r.Value)
-	}
-	if v := f["metadata"]; v != nil && !isNull(v) {
-		if v.Kind != yaml.MappingNode {
-			p.errorf(v.Line, loc, "metadata: expected a map, got %s", kindName(v))
-		} else if err := v.Decode(&r.Metadata); err != nil {
-			p.errorf(v.Line, loc, "metadata: %s", strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-	}
-	if v := f["exempt"]; v != nil {
-		r.exempt = p.exempt(v, loc)
-	}
+	rule.exempt = r.exempt(s, loc)
 
-	rl, rls := f["rate_limit"], f["rate_limits"]
-	var specs []*yaml.Node
-	var specLoc []string
+	var specs []*RateLimitSpec
+	var where []string
 	switch {
-	case rl != nil && rls != nil:
-		p.errorf(rls.Line, loc, "rate_limit and rate_limits are exclusive: give one limit in rate_limit or several in rate_limits")
-	case rl != nil && !isNull(rl):
-		specs, specLoc = []*yaml.Node{rl}, []string{"rate_limit"}
-	case rls != nil && !isNull(rls):
-		if rls.Kind != yaml.SequenceNode {
-			p.errorf(rls.Line, loc, "rate_limits: expected a list of rate_limit maps, got %s", kindName(rls))
-			break
-		}
-		for i, item := range rls.Content {
-			specs = append(specs, resolve(item))
-			specLoc = append(specLoc, fmt.Sprintf("rate_limits[%d]", i))
+	case s.RateLimit != nil && len(s.RateLimits) > 0:
+		r.errorf(s.Pos.at("rate_limits"), loc, "rate_limit and rate_limits are exclusive: give one limit in rate_limit or several in rate_limits")
+	case s.RateLimit != nil:
+		specs, where = []*RateLimitSpec{s.RateLimit}, []string{"rate_limit"}
+	default:
+		for i := range s.RateLimits {
+			if !s.RateLimits[i].skip {
+				specs = append(specs, &s.RateLimits[i])
+				where = append(where, fmt.Sprintf("rate_limits[%d]", i))
+			}
 		}
 	}
-	p.limits(d, r, loc, specs, specLoc)
+	r.limits(d, rule, loc, specs, where)
 
-	p.insert(lv, r, n.Line, loc)
-	d.rules = append(d.rules, r)
+	r.insert(lv, rule, s.Pos.Line, loc)
+	d.rules = append(d.rules, rule)
 
-	if v := f["descriptors"]; v != nil && !isNull(v) {
-		r.children = &level{}
-		p.descriptors(d, v, r, r.children, path)
-		if len(r.children.byKey) == 0 {
-			r.children = nil
+	if len(s.Descriptors) > 0 {
+		rule.children = &level{}
+		r.descriptors(d, s.Descriptors, rule, rule.children, path)
+		if len(rule.children.byKey) == 0 {
+			rule.children = nil
 		}
 	}
 }
 
-// insert adds r to lv, reporting a duplicate key+value.
-func (p *parser) insert(lv *level, r *Rule, line int, loc string) {
-	if r.Key == "" {
+// insert adds rule to lv, reporting a duplicate key+value.
+func (r *report) insert(lv *level, rule *Rule, line int, loc string) {
+	if rule.Key == "" {
 		return
 	}
 	if lv.byKey == nil {
 		lv.byKey = map[string]*keyGroup{}
 	}
-	g := lv.byKey[r.Key]
+	g := lv.byKey[rule.Key]
 	if g == nil {
 		g = &keyGroup{}
-		lv.byKey[r.Key] = g
+		lv.byKey[rule.Key] = g
 	}
 	var prev *Rule
 	switch {
-	case r.Value == "":
+	case rule.Value == "":
 		prev = g.keyOnly
 		if prev == nil {
-			g.keyOnly = r
+			g.keyOnly = rule
 		}
-	case r.Wildcard():
+	case rule.Wildcard():
 		for _, w := range g.wildcard {
-			if w.Value == r.Value {
+			if w.Value == rule.Value {
 				prev = w
 			}
 		}
 		if prev == nil {
-			g.wildcard = append(g.wildcard, r)
+			g.wildcard = append(g.wildcard, rule)
 		}
 	default:
-		prev = g.exact[r.Value]
+		prev = g.exact[rule.Value]
 		if prev == nil {
 			if g.exact == nil {
 				g.exact = map[string]*Rule{}
 			}
-			g.exact[r.Value] = r
+			g.exact[rule.Value] = rule
 		}
 	}
-	if prev != nil {
-		p.errorf(line, loc, "duplicate descriptor composite key %q (first at line %d)", r.Path, prev.Line)
+	switch {
+	case prev == nil:
+	case prev.Line > 0:
+		r.errorf(line, loc, "duplicate descriptor composite key %q (first at line %d)", rule.Path, prev.Line)
+	default:
+		r.errorf(line, loc, "duplicate descriptor composite key %q", rule.Path)
 	}
 }
 
-// exempt parses an exempt list.
-func (p *parser) exempt(n *yaml.Node, loc string) *exemptList {
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, loc, "exempt: expected a list of values, patterns or CIDR blocks, got %s", kindName(n))
-		return nil
-	}
+// exempt builds the exempt list of s.
+func (r *report) exempt(s *DescriptorSpec, loc string) *exemptList {
 	e := &exemptList{}
-	for i, item := range n.Content {
-		item = resolve(item)
-		s, ok := p.scalar(item, loc, fmt.Sprintf("exempt[%d]", i))
-		if !ok {
-			continue
-		}
-		if err := e.add(s); err != nil {
-			p.errorf(item.Line, loc, "exempt[%d]: %s", i, err)
+	for i, entry := range s.Exempt {
+		field := fmt.Sprintf("exempt[%d]", i)
+		if err := e.add(entry); err != nil {
+			r.errorf(s.Pos.at(field), loc, "%s: %s", field, err)
 		}
 	}
 	if e.empty() {
@@ -206,132 +159,95 @@ func (p *parser) exempt(n *yaml.Node, loc string) *exemptList {
 	return e
 }
 
-// limitSpec is one rate_limit map as written.
-type limitSpec struct {
-	line     int
-	where    string
-	f        map[string]*yaml.Node
-	name     string
-	replaces []string
-}
-
-// limits parses the rate_limit maps of rule r and fills r.Limits.
-func (p *parser) limits(d *Domain, r *Rule, loc string, nodes []*yaml.Node, where []string) {
-	specs := make([]*limitSpec, 0, len(nodes))
-	for i, n := range nodes {
-		if n.Kind != yaml.MappingNode {
-			p.errorf(n.Line, loc, "%s: expected a map, got %s", where[i], kindName(n))
-			continue
-		}
-		s := &limitSpec{line: n.Line, where: where[i], f: p.fields(n, loc, where[i]+": ", rateLimitKeys...)}
-		if v := s.f["name"]; v != nil {
-			s.name, _ = p.scalar(v, loc, where[i]+": name")
-		}
-		if v := s.f["replaces"]; v != nil && !isNull(v) {
-			s.replaces = p.replaces(v, loc, where[i])
-		}
-		specs = append(specs, s)
-	}
-	for _, s := range specs {
-		for _, rep := range s.replaces {
+// limits builds the limits of rule from specs (where names each one in
+// messages) and fills rule.Limits.
+func (r *report) limits(d *Domain, rule *Rule, loc string, specs []*RateLimitSpec, where []string) {
+	for i, s := range specs {
+		for j, rep := range s.Replaces {
+			if rep == "" {
+				field := fmt.Sprintf("replaces[%d]", j)
+				r.errorf(s.Pos.at(field), loc, "%s: %s: name must not be empty", where[i], field)
+				continue
+			}
 			for _, o := range specs {
-				if o.name != "" && o.name == rep {
-					p.errorf(s.line, loc, "%s: replaces names %q, a limit of the same descriptor", s.where, rep)
+				if o.Name != "" && o.Name == rep {
+					r.errorf(s.Pos.Line, loc, "%s: replaces names %q, a limit of the same descriptor", where[i], rep)
 				}
 			}
 		}
 	}
 	for i, s := range specs {
-		if l := p.limit(d, r, loc, s, i); l != nil {
-			r.Limits = append(r.Limits, l)
+		if l := r.limit(d, rule, loc, s, where[i], i); l != nil {
+			rule.Limits = append(rule.Limits, l)
 		}
 	}
 }
 
-// replaces parses a replaces list: [{name: X}, ...].
-func (p *parser) replaces(n *yaml.Node, loc, where string) []string {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, loc, "%s: replaces: expected a list of {name: ...} maps, got %s", where, kindName(n))
-		return nil
-	}
+// nonEmpty returns the names that are not "".
+func nonEmpty(names []string) []string {
 	var out []string
-	for i, item := range n.Content {
-		item = resolve(item)
-		w := fmt.Sprintf("%s: replaces[%d]: ", where, i)
-		if item.Kind != yaml.MappingNode {
-			p.errorf(item.Line, loc, "%sexpected a map with name, got %s", w, kindName(item))
-			continue
+	for _, n := range names {
+		if n != "" {
+			out = append(out, n)
 		}
-		f := p.fields(item, loc, w, "name")
-		name := ""
-		if v := f["name"]; v != nil {
-			name, _ = p.scalar(v, loc, w+"name")
-		}
-		if name == "" {
-			p.errorf(item.Line, loc, "%sname must not be empty", w)
-			continue
-		}
-		out = append(out, name)
 	}
 	return out
 }
 
-// limit builds the RateLimit of spec s, the idx-th limit of rule r, or
-// returns nil after reporting its problems.
-func (p *parser) limit(d *Domain, r *Rule, loc string, s *limitSpec, idx int) *RateLimit {
-	f, w := s.f, s.where+": "
-	l := &RateLimit{Name: s.name, Replaces: s.replaces, Index: idx, Rule: r}
-	nErr := len(p.errs)
-	unlimited := false
-	if v := f["unlimited"]; v != nil {
-		unlimited = p.boolean(v, loc, w+"unlimited")
-	}
-	if unlimited {
-		for _, k := range []string{"unit", "requests_per_unit", "rate", "strategy", "burst", "max_debt"} {
-			if v := f[k]; v != nil {
-				p.errorf(v.Line, loc, "%sunlimited: true must not be combined with %s", w, k)
+// limit builds the RateLimit of spec s, the idx-th limit of rule, or
+// returns nil after reporting its problems. where names s in messages.
+func (r *report) limit(d *Domain, rule *Rule, loc string, s *RateLimitSpec, where string, idx int) *RateLimit {
+	w := where + ": "
+	l := &RateLimit{Name: s.Name, Replaces: nonEmpty(s.Replaces), Index: idx, Rule: rule}
+	nErr := len(r.errs)
+	if s.Unlimited {
+		for _, k := range []struct {
+			name  string
+			given bool
+		}{
+			{"unit", s.Unit != ""}, {"requests_per_unit", s.RequestsPerUnit != nil}, {"rate", s.Rate != ""},
+			{"strategy", s.Strategy != ""}, {"burst", s.Burst != nil}, {"max_debt", s.MaxDebt != nil},
+		} {
+			if k.given {
+				r.errorf(s.Pos.at(k.name), loc, "%sunlimited: true must not be combined with %s", w, k.name)
 			}
 		}
-		if len(p.errs) > nErr {
+		if len(r.errs) > nErr {
 			return nil
 		}
 		l.Unlimited = true
-		l.UID = ruleUID(d.Name, r, "", idx)
+		l.UID = ruleUID(d.Name, rule, "", idx)
 		return l
 	}
 
 	var rate Rate
-	unitN, rpuN, rateN := f["unit"], f["requests_per_unit"], f["rate"]
 	switch {
-	case rateN != nil && (unitN != nil || rpuN != nil):
-		p.errorf(rateN.Line, loc, "%srate and unit/requests_per_unit are exclusive: give one or the other", w)
-	case rateN != nil:
-		if txt, ok := p.scalar(rateN, loc, w+"rate"); ok {
-			var err error
-			if rate, err = ParseRate(txt); err != nil {
-				p.errorf(rateN.Line, loc, "%s%s", w, strings.TrimPrefix(err.Error(), "descriptors: "))
-			}
+	case s.Rate != "" && (s.Unit != "" || s.RequestsPerUnit != nil):
+		r.errorf(s.Pos.at("rate"), loc, "%srate and unit/requests_per_unit are exclusive: give one or the other", w)
+	case s.Rate != "":
+		var err error
+		if rate, err = ParseRate(s.Rate); err != nil {
+			r.errorf(s.Pos.at("rate"), loc, "%s%s", w, strings.TrimPrefix(err.Error(), "descriptors: "))
 		}
-	case unitN != nil:
-		txt, _ := p.scalar(unitN, loc, w+"unit")
-		u, ok := ParseUnit(txt)
+	case s.Unit != "":
+		u, ok := ParseUnit(s.Unit)
 		if !ok {
-			p.errorf(unitN.Line, loc, "%sinvalid rate limit unit %q (valid units: second, minute, hour, day, week, month, year)", w, txt)
+			r.errorf(s.Pos.at("unit"), loc, "%sinvalid rate limit unit %q (valid units: second, minute, hour, day, week, month, year)", w, s.Unit)
 			break
 		}
 		rate = Rate{Period: u.Micros(), Unit: u, Multiplier: 1}
-		if rpuN != nil {
-			rate.Requests, _ = p.integer(rpuN, loc, w+"requests_per_unit", math.MaxUint32)
+		if s.RequestsPerUnit != nil {
+			rate.Requests = int64(*s.RequestsPerUnit)
 		}
-	case rpuN != nil:
-		p.errorf(rpuN.Line, loc, "%srequests_per_unit needs a unit", w)
+	case s.RequestsPerUnit != nil:
+		r.errorf(s.Pos.at("requests_per_unit"), loc, "%srequests_per_unit needs a unit", w)
 	default:
-		p.errorf(s.line, loc, "%sgive unit and requests_per_unit, a rate such as \"100/min\", or unlimited: true", w)
+		r.errorf(s.Pos.Line, loc, "%sgive unit and requests_per_unit, a rate such as \"100/min\", or unlimited: true", w)
 	}
 
 	stratName := strategies.Default
-	if v := f["strategy"]; v != nil {
-		stratName, _ = p.scalar(v, loc, w+"strategy")
+	if s.Strategy != "" {
+		stratName = s.Strategy
 	}
 	strat, ok := strategies.Lookup(stratName)
 	if !ok {
@@ -339,35 +255,37 @@ func (p *parser) limit(d *Domain, r *Rule, loc string, s *limitSpec, idx int) *R
 		if valid == "" {
 			valid = "none registered"
 		}
-		line := s.line
-		if v := f["strategy"]; v != nil {
-			line = v.Line
-		}
-		p.errorf(line, loc, "%sunknown strategy %q (valid strategies: %s)", w, stratName, valid)
+		r.errorf(s.Pos.at("strategy"), loc, "%sunknown strategy %q (valid strategies: %s)", w, stratName, valid)
 	}
 	var burst, debt int64
-	if v := f["burst"]; v != nil {
-		burst, _ = p.integer(v, loc, w+"burst", strategies.MaxExact)
+	if s.Burst != nil {
+		burst = *s.Burst
+		if burst < 0 || burst > strategies.MaxExact {
+			r.errorf(s.Pos.at("burst"), loc, "%sburst: expected a whole number from 0 to %d, got %d", w, int64(strategies.MaxExact), burst)
+		}
 		if ok && !burstUsers[stratName] {
-			p.errorf(v.Line, loc, "%sburst has no effect with strategy %s (used by gcra, token_bucket, token_bucket_with_debt)", w, stratName)
+			r.errorf(s.Pos.at("burst"), loc, "%sburst has no effect with strategy %s (used by gcra, token_bucket, token_bucket_with_debt)", w, stratName)
 		}
 	}
-	if v := f["max_debt"]; v != nil {
-		debt, _ = p.integer(v, loc, w+"max_debt", strategies.MaxExact)
+	if s.MaxDebt != nil {
+		debt = *s.MaxDebt
+		if debt < 0 || debt > strategies.MaxExact {
+			r.errorf(s.Pos.at("max_debt"), loc, "%smax_debt: expected a whole number from 0 to %d, got %d", w, int64(strategies.MaxExact), debt)
+		}
 		if ok && !debtUsers[stratName] {
-			p.errorf(v.Line, loc, "%smax_debt has no effect with strategy %s (used by token_bucket_with_debt)", w, stratName)
+			r.errorf(s.Pos.at("max_debt"), loc, "%smax_debt has no effect with strategy %s (used by token_bucket_with_debt)", w, stratName)
 		}
 	}
-	if len(p.errs) > nErr {
+	if len(r.errs) > nErr {
 		return nil
 	}
 	lim, err := strat.Prepare(strategies.Limit{Requests: rate.Requests, Period: rate.Period, Burst: burst, MaxDebt: debt})
 	if err != nil {
-		p.errorf(s.line, loc, "%sstrategy %s: %s", w, stratName, err)
+		r.errorf(s.Pos.Line, loc, "%sstrategy %s: %s", w, stratName, err)
 		return nil
 	}
 	l.Unit, l.UnitMultiplier, l.RequestsPerUnit = rate.Unit, rate.Multiplier, rate.RequestsPerUnit()
 	l.Strategy, l.Limit = strat, lim
-	l.UID = ruleUID(d.Name, r, stratName, idx)
+	l.UID = ruleUID(d.Name, rule, stratName, idx)
 	return l
 }

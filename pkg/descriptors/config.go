@@ -16,7 +16,12 @@
 // is a misconfiguration. Every problem of every file is reported at once
 // (see Error).
 //
-// A Config is built once by Load or Parse and never changes afterwards;
+// The rules have a model that does not depend on YAML: DomainSpec,
+// DescriptorSpec and RateLimitSpec. Parse turns YAML files into that
+// model, other sources (xDS) produce it directly, and Build validates it
+// and makes the match tree, so every source gets the same checks.
+//
+// A Config is built once by Load, Parse or Build and never changes afterwards;
 // every type reachable from it is safe for concurrent use, and callers
 // must not modify the exported fields they read.
 package descriptors

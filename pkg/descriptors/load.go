@@ -18,22 +18,32 @@ import (
 // joined under it (errors.As finds them).
 var ErrInvalidConfig = errors.New("descriptors: invalid config")
 
-// Error is one problem of a config file. Its message names the file, the
+// Error is one problem of a config. Its message names the file, the
 // line, the domain and the descriptor path, for example
 //
 //	config/a.yaml:12: domain "edge", descriptors[1].descriptors[0] (key "path"): unknown key "rate_limt"
+//
+// A problem of a source without files (a DomainSpec without positions,
+// such as one from xDS) has no File and Line, and its message starts at
+// the domain.
 type Error struct {
-	File   string
-	Line   int
+	File   string // "" when the source has no files
+	Line   int    // 0 when unknown
 	Domain string // "" when the problem is not inside a known domain
 	Path   string // descriptor path, "" at the file level
 	Msg    string
 }
 
-// Error formats the problem as "file:line: domain "d", path: message".
+// Error formats the problem as "file:line: domain "d", path: message",
+// leaving out the parts that are unknown.
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		fmt.Fprintf(&b, "%s: ", e.File)
+	}
 	if e.Domain != "" {
 		fmt.Fprintf(&b, "domain %q", e.Domain)
 		if e.Path != "" {
@@ -107,9 +117,10 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse validates and builds a Config from config files given as file
-// name → content. Every problem of every file is reported at once: the
-// error wraps ErrInvalidConfig and joins one *Error per problem, in file
-// name order and then in file order.
+// name → content. Each file becomes a DomainSpec, which Build's builder
+// turns into the match tree. Every problem of every file is reported at
+// once: the error wraps ErrInvalidConfig and joins one *Error per
+// problem, in file name order and then in file order.
 func Parse(files map[string][]byte) (*Config, error) {
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -120,15 +131,9 @@ func Parse(files map[string][]byte) (*Config, error) {
 	var errs []error
 	definedIn := map[string]string{} // domain → first file, valid or not
 	for _, name := range names {
-		p := &parser{file: name}
-		d := p.file1(files[name])
-		if d != nil {
-			if prev, dup := definedIn[d.Name]; dup {
-				p.errorf(p.domainLine, "", "domain %q is already defined in %s", d.Name, prev)
-			} else if definedIn[d.Name] = name; len(p.errs) == 0 {
-				c.domains[d.Name] = d
-				c.rules += len(d.rules)
-			}
+		p := &parser{report: &report{file: name}}
+		if spec := p.file1(files[name]); spec != nil {
+			c.add(p.report, spec, definedIn)
 		}
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].(*Error).Line < p.errs[j].(*Error).Line })
 		errs = append(errs, p.errs...)
@@ -140,23 +145,17 @@ func Parse(files map[string][]byte) (*Config, error) {
 	return c, nil
 }
 
-// parser collects the problems of one file.
+// parser turns the YAML of one file into a DomainSpec, reporting the
+// problems of the YAML itself (syntax, unknown keys, wrong kinds).
 type parser struct {
-	file       string
-	domain     string
-	domainLine int
-	errs       []error
-}
-
-func (p *parser) errorf(line int, path, format string, args ...any) {
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Domain: p.domain, Path: path, Msg: fmt.Sprintf(format, args...)})
+	*report
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
-// file1 parses one file and returns its domain, or nil when the file has
-// no usable domain.
-func (p *parser) file1(data []byte) *Domain {
+// file1 parses one file and returns its domain spec, or nil when the
+// file has no usable domain map.
+func (p *parser) file1(data []byte) *DomainSpec {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg, line := err.Error(), 1
@@ -177,27 +176,21 @@ func (p *parser) file1(data []byte) *Domain {
 		return nil
 	}
 	// The domain names every message of the file, so read it first.
-	p.domainLine = root.Line
+	spec := &DomainSpec{Pos: Pos{File: p.file, Line: root.Line}}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if k := resolve(root.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "domain" {
 			n := resolve(root.Content[i+1])
-			p.domainLine = n.Line
+			spec.Pos.Line = n.Line
 			p.domain, _ = p.scalar(n, "", "domain")
 			break
 		}
 	}
+	spec.Name = p.domain
 	fields := p.fields(root, "", "", "domain", "descriptors")
-	if p.domain == "" {
-		p.errorf(p.domainLine, "", "domain must not be empty")
-	}
-	d := &Domain{Name: p.domain, File: p.file}
 	if n := fields["descriptors"]; n != nil {
-		p.descriptors(d, n, nil, &d.root, "")
+		spec.Descriptors = p.descriptors(n, "")
 	}
-	if p.domain == "" {
-		return nil
-	}
-	return d
+	return spec
 }
 
 // resolve follows YAML aliases.
