@@ -45,6 +45,8 @@ const usage = `usage:
   envoy-rls validate PATH...              check rule files or directories
   envoy-rls healthcheck [--addr HOST:PORT] exit 0 when the gRPC health service says SERVING
   envoy-rls version                       print the version
+  envoy-rls (no arguments), or as ratelimit  serve configured by envoyproxy/ratelimit's
+                                          environment variables (docs/migration.md)
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
