@@ -156,7 +156,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return nil
 	}
 
-	v, err := newServers(s, lis, lim, st.store, m, log, tr.serverOptions()...)
+	v, err := newServers(s, lis, lim, healthStore(s, st.store), m, log, tr.serverOptions()...)
 	if err != nil {
 		return err
 	}

@@ -119,3 +119,17 @@ func (ml *metricsListener) close() {
 		ml.lis.Close()
 	}
 }
+
+// unpinged hides a store's Ping from the health watcher.
+type unpinged struct{ limiter.Store }
+
+// healthStore returns the store the health watcher pings: store itself,
+// or, without s.HealthFollowsStore, a view of it that cannot be pinged,
+// so that health stays SERVING while the store is down (the reference's
+// REDIS_HEALTH_CHECK_ACTIVE_CONNECTION=false).
+func healthStore(s settings.Serve, store limiter.Store) limiter.Store {
+	if s.HealthFollowsStore {
+		return store
+	}
+	return unpinged{store}
+}

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/envoy-rls/envoy-rls/internal/settings"
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 )
 
@@ -46,5 +47,24 @@ func TestMetricsListenerOffAndBusy(t *testing.T) {
 	defer ml.close()
 	if _, err := listenMetrics(settings.Serve{MetricsAddr: ml.lis.Addr().String(), MetricsPath: "/metrics"}, http.NotFoundHandler()); err == nil {
 		t.Error("a busy metrics address did not fail")
+	}
+}
+
+// pinger is a store whose backend answers pings.
+type pinger struct{ limiter.Store }
+
+func (pinger) Ping(context.Context) error { return nil }
+
+// TestHealthStore checks that without --health-follows-store the health
+// watcher cannot ping the store, and with it can.
+func TestHealthStore(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	p := pinger{st}
+	if _, ok := healthStore(settings.Serve{HealthFollowsStore: true}, p).(limiter.Pinger); !ok {
+		t.Error("--health-follows-store: the health watcher cannot ping the store")
+	}
+	if _, ok := healthStore(settings.Serve{HealthFollowsStore: false}, p).(limiter.Pinger); ok {
+		t.Error("--health-follows-store=false: the health watcher still pings the store")
 	}
 }

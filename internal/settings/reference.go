@@ -460,9 +460,10 @@ func (r *refReader) redis() {
 		r.warn("REDIS_POOL_ON_EMPTY_BEHAVIOR", "envoy-rls queues requests for a connection within --store-timeout (the reference's WAIT)")
 	}
 	r.unsupported("envoy-rls pipelines a cluster request per node on its own", "REDIS_CLUSTER_PIPELINE_PARALLELISM")
-	if v, set := r.explicitBool("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION"); set && !v {
-		r.warn("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", "envoy-rls's health always follows the store's pings (as the reference does with true)")
-	}
+	// The reference's health follows Redis only when asked; Envoy
+	// Gateway's liveness probe is /healthcheck, so following Redis there
+	// would restart every replica during a Redis outage.
+	r.to("health-follows-store", strconv.FormatBool(r.boolean("REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", false)), "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION")
 	r.unsupported("the Redis Sentinel password is not supported; the sentinels must not require one", "REDIS_SENTINEL_AUTH")
 	perSecond := []string{"REDIS_PERSECOND", "REDIS_PERSECOND_SOCKET_TYPE", "REDIS_PERSECOND_TYPE", "REDIS_PERSECOND_URL",
 		"REDIS_PERSECOND_POOL_SIZE", "REDIS_PERSECOND_AUTH", "REDIS_PERSECOND_TLS", "REDIS_PERSECOND_SENTINEL_AUTH",

@@ -60,6 +60,7 @@ func TestReferenceDefaults(t *testing.T) {
 		{"force start", s.ForceStartWithoutConfig, false},
 		{"key prefix (envoy-rls's)", s.KeyPrefix, "envoy-rls:"},
 		{"local cache", s.LocalCacheSize, 0},
+		{"health follows store (REDIS_HEALTH_CHECK_ACTIVE_CONNECTION false)", s.HealthFollowsStore, false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -204,6 +205,7 @@ func TestReferenceMappings(t *testing.T) {
 		{map[string]string{"REDIS_AUTH": "secret"}, func(s Serve) (any, any) { return s.RedisUsername + "|" + s.RedisPassword, "|secret" }},
 		{map[string]string{"REDIS_TLS": "true", "REDIS_TLS_CACERT": "ca", "REDIS_TLS_CLIENT_CERT": "c", "REDIS_TLS_CLIENT_KEY": "k"},
 			func(s Serve) (any, any) { return s.RedisTLSCA + s.RedisTLSCert + s.RedisTLSKey, "cack" }},
+		{map[string]string{"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION": "true"}, func(s Serve) (any, any) { return s.HealthFollowsStore, true }},
 		{map[string]string{"REDIS_POOL_SIZE": "25"}, func(s Serve) (any, any) { return s.RedisPoolSize, 25 }},
 		{map[string]string{"REDIS_PIPELINE_WINDOW": "150us"}, func(s Serve) (any, any) { return s.RedisBatchWindow, 150 * time.Microsecond }},
 		{map[string]string{"LOCAL_CACHE_SIZE_IN_BYTES": "1048576"}, func(s Serve) (any, any) { return s.LocalCacheSize, 1048576 / LocalCacheEntryBytes }},
@@ -325,7 +327,6 @@ func TestReferenceWarnings(t *testing.T) {
 		{"REDIS_STARTUP_MAX_ELAPSED_TIME": "1m"},
 		{"REDIS_POOL_ON_EMPTY_BEHAVIOR": "CREATE"},
 		{"REDIS_CLUSTER_PIPELINE_PARALLELISM": "4"},
-		{"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION": "false"},
 		{"REDIS_SENTINEL_AUTH": "pw"},
 		{"REDIS_PERSECOND": "true"},
 		{"REDIS_PERSECOND_URL": "r2:6379"},
@@ -358,7 +359,7 @@ func TestReferenceWarnings(t *testing.T) {
 	honoured := []map[string]string{
 		{"RUNTIME_IGNOREDOTFILES": "true", "RUNTIME_WATCH_ROOT": "false"},
 		{"USE_STATSD": "false", "DISABLE_STATS": "false", "QUOTA_MODE": "false"},
-		{"STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "true", "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION": "true"},
+		{"STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "true", "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION": "false"},
 		{"REDIS_POOL_ON_EMPTY_BEHAVIOR": "wait"},
 		{"REDIS_TLS": "true", "REDIS_TLS_CACERT": "ca"},
 	}

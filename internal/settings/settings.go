@@ -97,6 +97,7 @@ type Serve struct {
 	Tracing             Tracing
 	GRPCMaxConnAgeGrace time.Duration
 	RedisTLS            bool
+	HealthFollowsStore  bool
 }
 
 // XDS is the xDS config source: a State-of-the-World ADS stream of

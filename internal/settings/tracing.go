@@ -37,7 +37,8 @@ type Tracing struct {
 }
 
 // refenvFlags defines the flags of the refenv block: tracing, the gRPC
-// connection-age grace and Redis TLS without a CA.
+// connection-age grace, Redis TLS without a CA, and whether health
+// follows the store.
 func refenvFlags(fs *flag.FlagSet, s *Serve) {
 	fs.BoolVar(&s.Tracing.Enabled, "tracing", false, "tracing: export OpenTelemetry spans over OTLP (one per ShouldRateLimit, a child per store round trip)")
 	fs.StringVar(&s.Tracing.Protocol, "tracing-protocol", "", "tracing: OTLP transport, grpc or http (empty: OTEL_EXPORTER_OTLP_PROTOCOL, else http)")
@@ -48,6 +49,7 @@ func refenvFlags(fs *flag.FlagSet, s *Serve) {
 	fs.Float64Var(&s.Tracing.SamplingRate, "tracing-sampling-rate", 1, "tracing: share of new traces sampled, 0 to 1; a caller's sampling decision is followed (1: OTEL_TRACES_SAMPLER decides when set)")
 	fs.DurationVar(&s.Tracing.FlushTimeout, "tracing-flush-timeout", 5*time.Second, "tracing: the longest the export of the last spans may take at shutdown")
 	fs.DurationVar(&s.GRPCMaxConnAgeGrace, "grpc-max-connection-age-grace", 30*time.Second, "gRPC: how long calls may finish on a connection closed for its age")
+	fs.BoolVar(&s.HealthFollowsStore, "health-follows-store", true, "health (/healthcheck and gRPC health) is NOT_SERVING while the store does not answer its pings; false keeps it SERVING (the reference's REDIS_HEALTH_CHECK_ACTIVE_CONNECTION=false)")
 	fs.BoolVar(&s.RedisTLS, "redis-tls", false, "redis: connect with TLS (the system roots unless --redis-tls-ca), also for --redis-addrs")
 }
 
