@@ -320,7 +320,9 @@ func TestEnvoyGatewayEndToEnd(t *testing.T) {
 // under its own name, configured by the reference's variables for rules
 // in files (RUNTIME_*) and Redis as host:port, and checks that the rules
 // are read from RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config, that the
-// ENVOY_RLS_* variables win, and that `ratelimit version` still answers.
+// ENVOY_RLS_* variables win, that /healthcheck does not follow Redis
+// (REDIS_HEALTH_CHECK_ACTIVE_CONNECTION unset) and that
+// `ratelimit version` still answers.
 func TestReferenceFileSourceEndToEnd(t *testing.T) {
 	redis := testservers.Redis(t)
 	root := t.TempDir()
@@ -358,6 +360,34 @@ descriptors:
 		}
 		if resp.GetOverallCode() != want {
 			t.Fatalf("request %d: %v, want %v", i+1, resp.GetOverallCode(), want)
+		}
+	}
+	// Redis goes down: requests fail (the failure mode answers), while
+	// /healthcheck stays 200, as the reference's does without
+	// REDIS_HEALTH_CHECK_ACTIVE_CONNECTION.
+	redis.Stop()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := client.ShouldRateLimit(context.Background(), request("edge", []string{"user", "carol"}))
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("requests still succeed 60s after Redis stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A health watcher that followed Redis would turn it 503 within its
+	// 1 s period; watch three periods. (This can only pass wrongly on a
+	// stalled machine, never fail rightly.)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + httpAddr + "/healthcheck")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/healthcheck with Redis down: %d, want 200", resp.StatusCode)
 		}
 	}
 	p.stop(t)
