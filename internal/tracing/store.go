@@ -19,7 +19,10 @@ const StoreSpanName = "envoy_rls.store.apply"
 // number of ops; a failed Apply records its error. The wrapper keeps
 // next's Ping, so health still follows the store.
 func (t *Tracer) Store(name string, next limiter.Store) limiter.Store {
-	s := &store{next: next, tracer: t.tracer, attrs: []attribute.KeyValue{attribute.String("envoy_rls.store", name)}}
+	s := &store{next: next, tracer: t.tracer, opts: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("envoy_rls.store", name)),
+	}}
 	if p, ok := next.(limiter.Pinger); ok {
 		return &pingStore{store: s, p: p}
 	}
@@ -29,13 +32,13 @@ func (t *Tracer) Store(name string, next limiter.Store) limiter.Store {
 type store struct {
 	next   limiter.Store
 	tracer trace.Tracer
-	attrs  []attribute.KeyValue
+	opts   []trace.SpanStartOption // built once
 }
 
 var _ limiter.Store = (*store)(nil)
 
 func (s *store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
-	ctx, span := s.tracer.Start(ctx, StoreSpanName, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(s.attrs...))
+	ctx, span := s.tracer.Start(ctx, StoreSpanName, s.opts...)
 	defer span.End()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("envoy_rls.ops", len(ops)))
