@@ -25,6 +25,11 @@ LABEL org.opencontainers.image.title="envoy-rls" \
       org.opencontainers.image.description="External rate-limit service for Envoy and Istio (RateLimitService v3)" \
       org.opencontainers.image.source="https://github.com/envoy-rls/envoy-rls"
 COPY --from=build /out/envoy-rls /envoy-rls
+# Envoy Gateway runs its rate-limit service as /bin/ratelimit with no
+# arguments: under that name envoy-rls reads envoyproxy/ratelimit's
+# environment variables (docs/gateway.md). The image has no shell for a
+# link, so it is a second copy.
+COPY --from=build /out/envoy-rls /bin/ratelimit
 # 65532 is distroless's "nonroot"; the numeric id lets Kubernetes check runAsNonRoot.
 USER 65532:65532
 # 8080 HTTP (/healthcheck, /livez, /json, /rlconfig, /metrics), 8081 gRPC, 6070 debug (pprof).

@@ -4,6 +4,10 @@
 //	envoy-rls validate [--config-max-bytes N] PATH...  check rule files
 //	envoy-rls healthcheck [--addr HOST:PORT] probe the gRPC health service
 //	envoy-rls version                       print the version
+//
+// Started with no arguments, or as "ratelimit" (Envoy Gateway runs
+// /bin/ratelimit), it serves as configured by envoyproxy/ratelimit's
+// environment variables instead (see reference.go).
 package main
 
 import (
@@ -30,6 +34,9 @@ import (
 var version = "dev"
 
 func main() {
+	if referenceMode(os.Args[0], os.Args[1:]) {
+		os.Exit(serveReference(os.Args[0], os.Args[1:], os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -38,6 +45,8 @@ const usage = `usage:
   envoy-rls validate [--config-max-bytes N] PATH...  check rule files or directories
   envoy-rls healthcheck [--addr HOST:PORT] exit 0 when the gRPC health service says SERVING
   envoy-rls version                       print the version
+  envoy-rls (no arguments), or as ratelimit  serve configured by envoyproxy/ratelimit's
+                                          environment variables (docs/migration.md)
 `
 
 func run(args []string, stdout, stderr io.Writer) int {

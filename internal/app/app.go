@@ -88,7 +88,7 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 			Time:                  s.GRPCKeepalive,
 			Timeout:               10 * time.Second,
 			MaxConnectionAge:      connAge(s.GRPCMaxConnAge),
-			MaxConnectionAgeGrace: 30 * time.Second,
+			MaxConnectionAgeGrace: s.GRPCMaxConnAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(uint32(s.Input.GRPCMaxConcurrentStreams)),
@@ -132,11 +132,22 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return err
 	}
 	defer lis.close()
+	ml, err := listenMetrics(s, m.Handler())
+	if err != nil {
+		return err
+	}
+	defer ml.close()
+	tr, err := newTracer(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer tr.shutdown(s, log)
 
 	st, err := newStack(ctx, s, m, log)
 	if err != nil {
 		return err
 	}
+	st.store = tr.wrap(s.Store, st.store)
 	defer st.close(log)
 	// The limiter starts with no rules; the source fills them in.
 	lim, err := limiter.New(nil, limiter.Options{Store: st.store, KeyPrefix: s.KeyPrefix, ShadowMode: s.ShadowMode})
@@ -152,10 +163,11 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 		return nil
 	}
 
-	v, err := newServers(s, lis, lim, st, m, log)
+	v, err := newServers(s, lis, lim, st, m, log, tr.serverOptions()...)
 	if err != nil {
 		return err
 	}
+	defer ml.serve(log)()
 	v.logServing(s)
 	return v.serve(ctx, s.ShutdownTimeout)
 }

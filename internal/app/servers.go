@@ -25,17 +25,19 @@ import (
 // servers owns the gRPC, HTTP and debug servers on their listeners and
 // the health watcher; serve runs them and stops them all.
 type servers struct {
-	svc   *server.Service
-	grpc  *grpc.Server
-	http  *http.Server
-	debug *http.Server // nil without a debug listener
-	lis   *listeners
-	store *stack // pinged and warmed by the health watcher
-	log   *zap.Logger
+	svc    *server.Service
+	grpc   *grpc.Server
+	http   *http.Server
+	debug  *http.Server // nil without a debug listener
+	lis    *listeners
+	health limiter.Store // pinged by the health watcher
+	probe  storeProbe    // warms and names the store for it
+	log    *zap.Logger
 }
 
-// newServers builds the service and its servers on lis.
-func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *stack, m *telemetry.Metrics, log *zap.Logger) (*servers, error) {
+// newServers builds the service and its servers on lis; extra are more
+// gRPC server options (tracing's).
+func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *stack, m *telemetry.Metrics, log *zap.Logger, extra ...grpc.ServerOption) (*servers, error) {
 	gopts, err := grpcOptions(s, log)
 	if err != nil {
 		return nil, err
@@ -57,8 +59,9 @@ func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *s
 	if err != nil {
 		return nil, err
 	}
-	v := &servers{svc: svc, lis: lis, store: store, log: log}
-	v.grpc = grpc.NewServer(append(svc.GRPCOptions(), gopts...)...)
+	v := &servers{svc: svc, lis: lis, log: log}
+	v.health, v.probe = healthOf(s, store)
+	v.grpc = grpc.NewServer(append(append(svc.GRPCOptions(), gopts...), extra...)...)
 	svc.Register(v.grpc)
 	if s.GRPCReflection {
 		reflection.Register(v.grpc)
@@ -101,7 +104,7 @@ func (v *servers) serve(ctx context.Context, shutdownTimeout time.Duration) erro
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		watchHealth(hctx, v.svc, v.store.store, v.store.probe, time.Second, v.log)
+		watchHealth(hctx, v.svc, v.health, v.probe, time.Second, v.log)
 	}()
 
 	var runErr error

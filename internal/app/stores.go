@@ -79,6 +79,7 @@ func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.S
 			Username:    s.RedisUsername,
 			Password:    s.RedisPassword,
 			DB:          s.RedisDB,
+			TLS:         s.RedisTLS,
 			CAFile:      s.RedisTLSCA,
 			CertFile:    s.RedisTLSCert,
 			KeyFile:     s.RedisTLSKey,

@@ -100,6 +100,12 @@ type Serve struct {
 	// conform: QuotaMetadata adds envoy-rls's quota-mode summary to the
 	// response's dynamic_metadata under a key of its own.
 	QuotaMetadata bool
+	// refenv: tracing, and the reference's settings that had no flag yet
+	// (flags in refenvFlags, reference.go holds the reference's variables).
+	Tracing             Tracing
+	GRPCMaxConnAgeGrace time.Duration
+	RedisTLS            bool
+	HealthFollowsStore  bool
 }
 
 // XDS is the xDS config source: a State-of-the-World ADS stream of
@@ -201,6 +207,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	resilienceFlags(fs, &s.Resil)
 	// conform: dynamic-metadata extension.
 	fs.BoolVar(&s.QuotaMetadata, "response-quota-metadata", false, "add the quota-mode summary (quotaModeEnabled, quotaModeViolations) to the response's dynamic_metadata under the key envoy_rls_quota")
+	refenvFlags(fs, s)
 	return fs
 }
 
@@ -348,6 +355,7 @@ func (s Serve) Validate() error {
 	}
 	errs = append(errs, s.Input.validate()...) // input.go
 	s.Resil.validate(bad)
+	errs = append(errs, s.validateRefenv()...)
 	return errors.Join(errs...)
 }
 
