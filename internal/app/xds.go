@@ -35,7 +35,7 @@ func newXDSSource(s settings.Serve, log *zap.Logger) (*xds.Source, error) {
 		BackoffMax:     s.XDS.BackoffMax,
 		Logger:         log,
 	}
-	if s.XDS.TLS || s.XDS.TLSCA != "" || s.XDS.TLSCert != "" {
+	if s.XDS.TLS || s.XDS.TLSCA != "" || s.XDS.TLSCert != "" || s.XDS.TLSServerName != "" {
 		opts.TLS = &xds.TLSFiles{CAFile: s.XDS.TLSCA, CertFile: s.XDS.TLSCert, KeyFile: s.XDS.TLSKey, ServerName: s.XDS.TLSServerName}
 	}
 	src, err := xds.New(opts)
