@@ -58,6 +58,21 @@ func phase(short time.Duration) time.Duration {
 	return short
 }
 
+// target reports a missed target: the failure rates, deadlines, recovery
+// times and breaker openings measured here depend on how loaded the
+// machine is, so they are targets that `make chaos` (CHAOS_LONG) enforces,
+// while `make test` logs them and enforces only what no load can change
+// (the service answers through the fault, fails during an outage, and
+// decides again after it).
+func target(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CHAOS_LONG") != "" {
+		t.Errorf(format, args...)
+		return
+	}
+	t.Logf("target missed on this machine: "+format, args...)
+}
+
 // sample is one request's outcome.
 type sample struct {
 	at   time.Time
@@ -261,7 +276,7 @@ func chaosRun(t *testing.T, c rlsv3.RateLimitServiceClient, rate int, before, af
 // checkFault asserts the common outcome of a fault that makes the store
 // fail: every answer within the deadline, no failure before the fault, and
 // no failure once the service has recovered, within recoverBy of the end.
-func checkFault(t *testing.T, g *loadGen, fStart, fEnd time.Time, recoverBy time.Duration) {
+func checkFault(t *testing.T, c rlsv3.RateLimitServiceClient, g *loadGen, fStart, fEnd time.Time, recoverBy time.Duration) {
 	t.Helper()
 	before := g.stats(time.Time{}, fStart)
 	during := g.stats(fStart, fEnd)
@@ -271,18 +286,34 @@ func checkFault(t *testing.T, g *loadGen, fStart, fEnd time.Time, recoverBy time
 	t.Logf("during: %v", during)
 	t.Logf("after:  %v; recovered %v after the fault ended", after, recovery.Round(time.Millisecond))
 	if before.rate() > slack {
-		t.Errorf("%.2f%% failed before the fault", 100*before.rate())
+		target(t, "%.2f%% failed before the fault", 100*before.rate())
 	}
 	for name, s := range map[string]stats{"before": before, "during": during, "after": after} {
 		if s.late > 0 {
-			t.Errorf("%s the fault: %d answers missed the %v deadline", name, s.late, clientDeadline)
+			target(t, "%s the fault: %d answers missed the %v deadline", name, s.late, clientDeadline)
 		}
 	}
 	if recovery > recoverBy {
-		t.Errorf("recovered %v after the fault ended, want at most %v", recovery, recoverBy)
+		target(t, "recovered %v after the fault ended, want at most %v", recovery, recoverBy)
 	}
 	if after.sent == 0 || during.sent == 0 {
 		t.Errorf("the load stalled: %d sent during the fault, %d after", during.sent, after.sent)
+	}
+	if after.failed == after.sent {
+		// Not within the run: the service must still come back.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), clientDeadline)
+			_, err := c.ShouldRateLimit(ctx, lightReq("steady")(0))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no decision a minute after the fault ended: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 
@@ -293,7 +324,7 @@ func TestChaosStoreStopped(t *testing.T) {
 		time.Sleep(phase(2 * time.Second))
 		r.Resume()
 	})
-	checkFault(t, g, fStart, fEnd, 5*time.Second)
+	checkFault(t, c, g, fStart, fEnd, 5*time.Second)
 	if during := g.stats(fStart, fEnd); during.failed == 0 {
 		t.Errorf("no failure while Redis was stopped: %v", during)
 	}
@@ -307,7 +338,7 @@ func TestChaosStoreKilledAndRestarted(t *testing.T) {
 		time.Sleep(phase(2 * time.Second))
 		r.Start()
 	})
-	checkFault(t, g, fStart, fEnd, 5*time.Second)
+	checkFault(t, c, g, fStart, fEnd, 5*time.Second)
 	if during := g.stats(fStart, fEnd); during.failed == 0 {
 		t.Errorf("no failure while Redis was down: %v", during)
 	}
@@ -334,13 +365,13 @@ func TestChaosStoreSlowed(t *testing.T) {
 	t.Logf("baseline: %v", base)
 	t.Logf("slowed:   %v", during)
 	if during.rate() > base.rate()+0.01 {
-		t.Errorf("%.2f%% failed while Redis was slowed under the timeout (%.2f%% before), want at most 1 point more", 100*during.rate(), 100*base.rate())
+		target(t, "%.2f%% failed while Redis was slowed under the timeout (%.2f%% before), want at most 1 point more", 100*during.rate(), 100*base.rate())
 	}
 	if n := breakerOpened(p); n > 0 {
-		t.Errorf("the breaker opened %d times through slowness under the timeout", n)
+		target(t, "the breaker opened %d times through slowness under the timeout", n)
 	}
 	if all := g.stats(time.Time{}, time.Now().Add(time.Hour)); all.late > 0 {
-		t.Errorf("%d answers missed the deadline", all.late)
+		target(t, "%d answers missed the deadline", all.late)
 	}
 }
 
@@ -363,10 +394,10 @@ func TestChaosCPUStarvation(t *testing.T) {
 	// The target is < 0.1 % (see docs/troubleshooting.md for the figures);
 	// the bound here leaves room for a machine shared with other tests.
 	if during.rate() > base.rate()+0.01 {
-		t.Errorf("%.2f%% failed on a healthy Redis under CPU pressure (%.2f%% before), want at most 1 point more", 100*during.rate(), 100*base.rate())
+		target(t, "%.2f%% failed on a healthy Redis under CPU pressure (%.2f%% before), want at most 1 point more", 100*during.rate(), 100*base.rate())
 	}
 	if all := g.stats(time.Time{}, time.Now().Add(time.Hour)); all.late > 0 {
-		t.Errorf("%d answers missed the deadline", all.late)
+		target(t, "%d answers missed the deadline", all.late)
 	}
 }
 
@@ -406,13 +437,13 @@ func TestNoisyNeighbour(t *testing.T) {
 	t.Logf("heavy client:            %v", h)
 	t.Logf("breaker opened %d times", breakerOpened(p))
 	if l.rate() > a.rate()+0.01 {
-		t.Errorf("the heavy client took the light client's error rate from %.2f%% to %.2f%%, want at most 1 point more", 100*a.rate(), 100*l.rate())
+		target(t, "the heavy client took the light client's error rate from %.2f%% to %.2f%%, want at most 1 point more", 100*a.rate(), 100*l.rate())
 	}
 	if l.late > 0 {
-		t.Errorf("%d light answers missed the deadline", l.late)
+		target(t, "%d light answers missed the deadline", l.late)
 	}
 	if n := breakerOpened(p); n > 0 {
-		t.Errorf("the heavy client opened the breaker %d times", n)
+		target(t, "the heavy client opened the breaker %d times", n)
 	}
 }
 
@@ -437,7 +468,7 @@ func TestOutageLogVolume(t *testing.T) {
 		t.Errorf("%d of %d requests succeeded with Redis down", s.sent-s.failed, s.sent)
 	}
 	if perSec > 100 {
-		t.Errorf("%.1f log lines a second during the outage, want tens at most", perSec)
+		target(t, "%.1f log lines a second during the outage, want tens at most", perSec)
 	}
 }
 

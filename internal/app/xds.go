@@ -36,7 +36,7 @@ func newXDSSource(s settings.Serve, log *zap.Logger) (*xds.Source, error) {
 		Logger:         log,
 		Check:          checkConfig(s.Store),
 	}
-	if s.XDS.TLS || s.XDS.TLSCA != "" || s.XDS.TLSCert != "" {
+	if s.XDS.TLS || s.XDS.TLSCA != "" || s.XDS.TLSCert != "" || s.XDS.TLSServerName != "" {
 		opts.TLS = &xds.TLSFiles{CAFile: s.XDS.TLSCA, CertFile: s.XDS.TLSCert, KeyFile: s.XDS.TLSKey, ServerName: s.XDS.TLSServerName}
 	}
 	src, err := xds.New(opts)

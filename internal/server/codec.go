@@ -71,11 +71,14 @@ func Codec() encoding.Codec { return codec{} }
 // GRPCOptions are the server options the Service needs: its codec, and an
 // interceptor that turns a panic in a handler (a bug) into UNAVAILABLE
 // for that call, logged with its stack, instead of a crashed process.
+// The interceptor also stops the call's RecvDeadline clock: gRPC calls
+// it once the request has been received.
 func (s *Service) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodec(codec{}), grpc.ChainUnaryInterceptor(s.recoverer)}
 }
 
 func (s *Service) recoverer(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	disarmRecv(ctx)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in a gRPC handler; the call fails, the service goes on",

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/envoy-rls/envoy-rls/internal/telemetry"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
@@ -117,5 +120,29 @@ func TestLateStoreInErrorMode(t *testing.T) {
 	_, err := c.ShouldRateLimit(ctx, oneReq)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "deadline") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// A failure-mode answer counts as an error in the request metrics, so that
+// the "store is failing" alert fires whatever the mode.
+func TestFailureModeCountsAsError(t *testing.T) {
+	m := telemetry.New(telemetry.Options{})
+	down := fmt.Errorf("connection refused: %w", limiter.ErrUnavailable)
+	c, _, _ := serve(t, errStore{down}, Options{FailureMode: FailAllow, Metrics: m})
+	for range 3 {
+		if _, err := c.ShouldRateLimit(context.Background(), oneReq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`envoy_rls_request_duration_seconds_count{result="error"} 3`,
+		`envoy_rls_failure_mode_decisions_total{mode="allow"} 3`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -223,5 +225,23 @@ func TestRecvDeadlineClosesSilentStreams(t *testing.T) {
 func TestRecvDeadlineOff(t *testing.T) {
 	if opts := RecvDeadline(0); opts != nil {
 		t.Errorf("RecvDeadline(0) = %d options, want none", len(opts))
+	}
+}
+
+// BenchmarkRecvDeadline is the cost of RecvDeadline per call: the same
+// service with and without it, in one run.
+func BenchmarkRecvDeadline(b *testing.B) {
+	cfg, err := descriptors.Load("../../examples/ratelimit.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []time.Duration{0, 10 * time.Second} {
+		b.Run(fmt.Sprintf("recv-timeout=%s", d), func(b *testing.B) {
+			store := memory.New(memory.Options{})
+			defer store.Close()
+			lim, _ := limiter.New(cfg, limiter.Options{Store: store})
+			svc, _ := New(Options{Limiter: lim})
+			benchServer(b, append(svc.GRPCOptions(), RecvDeadline(d)...), svc.Register, 1)
+		})
 	}
 }

@@ -19,7 +19,10 @@ var errNoRequest = errors.New("server: the client sent no request in time (--grp
 // goroutine and its buffers for each stream for as long as the
 // connection lives. The clock starts when the stream's headers arrive
 // and stops once the first message has been received; the handler's
-// own time is never limited by it. d ≤ 0 returns no option.
+// own time is never limited by it: the service's unary interceptor (see
+// GRPCOptions), which gRPC calls once the request is in, and a stream
+// interceptor on the first received message stop the clock. d ≤ 0
+// returns no option.
 func RecvDeadline(d time.Duration) []grpc.ServerOption {
 	if d <= 0 {
 		return nil
@@ -29,11 +32,6 @@ func RecvDeadline(d time.Duration) []grpc.ServerOption {
 			ctx, cancel := context.WithCancelCause(ctx)
 			t := time.AfterFunc(d, func() { cancel(errNoRequest) })
 			return context.WithValue(ctx, recvTimerKey{}, t), nil
-		}),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			// Unary handlers call interceptors once the request is in.
-			disarmRecv(ctx)
-			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &recvDisarmer{ServerStream: ss})

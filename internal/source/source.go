@@ -9,8 +9,20 @@
 // Two sources exist: File (this package: a YAML file or directory,
 // reloaded on change and on SIGHUP) and xds.Source (internal/source/xds:
 // RateLimitConfig resources over a State-of-the-World ADS stream).
-// Adding a third means writing one more type with a Run method; nothing
-// in pkg/limiter or pkg/descriptors changes.
+// Adding a third source touches nothing in pkg/limiter or
+// pkg/descriptors:
+//
+//  1. write the source (internal/source/NAME): a type with Name and Run
+//     that turns its input into []descriptors.DomainSpec, builds them
+//     with descriptors.Build (descriptors.Parse for YAML bytes), and calls
+//     Apply or Refuse, reporting a refused input once;
+//  2. add its flags and the value of --config-source in
+//     internal/settings (a block or a file of its own, checks in
+//     Validate);
+//  3. add a case to newSource in internal/app/rules.go (its constructor
+//     in a file of its own, as internal/app/xds.go);
+//  4. test it against a real peer, as internal/source/xds does with
+//     internal/xdstest.
 package source
 
 import (

@@ -197,8 +197,12 @@ func (s *Source) session(ctx context.Context, st *state) (got bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// Keepalive pings find a control plane that vanished without closing
+	// the connection. A gRPC server's default policy (Envoy Gateway sets
+	// none) answers pings more often than every 5 minutes with GOAWAY, so
+	// ping less often than that.
 	conn, err := grpc.NewClient(s.opts.Server, grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 6 * time.Minute, Timeout: 20 * time.Second}))
 	if err != nil {
 		return false, fmt.Errorf("xds: dial: %w", err)
 	}

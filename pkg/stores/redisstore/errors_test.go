@@ -155,3 +155,38 @@ func TestSoloCalls(t *testing.T) {
 		t.Fatalf("solo: small %v, 17 ops %v, 20 KiB key %v", solo(small), solo(many), solo(big))
 	}
 }
+
+// Warm leaves MinIdleConns connections open and idle, so that the first
+// burst does not dial; it fails with ErrUnavailable while Redis is down.
+func TestWarm(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout, MinIdleConns: 4})
+	defer s.Close()
+	if err := s.Warm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.single.PoolStats(); st.IdleConns < 4 {
+		t.Fatalf("after Warm: %+v, want at least 4 idle connections", st)
+	}
+	srv.Stop()
+	if err := s.Warm(context.Background()); !errors.Is(err, limiter.ErrUnavailable) {
+		t.Fatalf("Warm with Redis down: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestMinIdleConnsDefault(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want int
+	}{
+		{Options{}, DefaultPipelines + 1},
+		{Options{Pipelines: 4}, 5},
+		{Options{Mode: ModeCluster}, 2},
+		{Options{MinIdleConns: 7}, 7},
+		{Options{MinIdleConns: 7, PoolSize: 3}, 3},
+	} {
+		if got := tc.opts.minIdleConns(); got != tc.want {
+			t.Errorf("%+v: %d, want %d", tc.opts, got, tc.want)
+		}
+	}
+}
