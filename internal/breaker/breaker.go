@@ -104,9 +104,6 @@ func (s *Store) State() State {
 	return s.state
 }
 
-// Unwrap returns the guarded store.
-func (s *Store) Unwrap() limiter.Store { return s.next }
-
 // Apply forwards to the guarded store unless the circuit is open.
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	probe, err := s.admit()

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 )
@@ -327,14 +326,4 @@ func (s Serve) Validate() error {
 		bad("--max-descriptors, --max-entries and --max-value-bytes must be positive")
 	}
 	return errors.Join(errs...)
-}
-
-// FlagNames returns the names of every serve flag, sorted; the docs test
-// checks that each one is documented.
-func FlagNames() []string {
-	var s Serve
-	var names []string
-	ServeFlags(&s, io.Discard).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	return names
 }

@@ -123,9 +123,6 @@ func (s *MemcachedServer) Resume() {
 	}
 }
 
-// Running reports whether the server process is running.
-func (s *MemcachedServer) Running() bool { return s.p.running() }
-
 // answers reports nil when the server accepts a connection and answers a
 // version command.
 func (s *MemcachedServer) answers() error {
