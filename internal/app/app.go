@@ -171,7 +171,7 @@ func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
 			return fmt.Errorf("app: %w", err)
 		}
 	}
-	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
+	m.SetBreakerState(s.Store, breaker.Closed.String())
 	var store limiter.Store = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
 		OnChange: func(st breaker.State) {
 			m.SetBreakerState(s.Store, st.String())

@@ -13,7 +13,7 @@ import (
 // canRun returns the check of the strategies the selected store can run:
 // nil for the stores that step every strategy in Go (memory, memcached).
 func canRun(store string) func(strategies.Strategy) error {
-	if store == "redis" {
+	if store == settings.StoreRedis {
 		return redisstore.CanRun
 	}
 	return nil

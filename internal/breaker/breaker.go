@@ -28,6 +28,12 @@ const (
 	HalfOpen
 )
 
+// States returns every state of the circuit, in the order of their
+// values.
+func States() []State { return []State{Closed, Open, HalfOpen} }
+
+// String returns the state's name, as metrics and logs show it: "closed",
+// "open" or "half_open".
 func (s State) String() string {
 	switch s {
 	case Open:
