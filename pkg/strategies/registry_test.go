@@ -1,7 +1,9 @@
 package strategies_test
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -73,5 +75,23 @@ func TestEveryStrategyHasLua(t *testing.T) {
 		if !ok || ls.LuaSource() == "" {
 			t.Errorf("strategy %q has no Lua runtime (LuaSource)", n)
 		}
+	}
+}
+
+// TestArchitectureDocListsStrategies keeps the strategy list of
+// docs/architecture.md equal to the registry.
+func TestArchitectureDocListsStrategies(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- strategies:begin -->\n", "\n<!-- strategies:end -->"
+	doc := string(raw)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatalf("docs/architecture.md has no %q … %q block", begin, end)
+	}
+	if got, want := doc[i+len(begin):j], strings.Join(strategies.Names(), ", "); got != want {
+		t.Errorf("docs/architecture.md lists the strategies\n%s\nthe registry has\n%s", got, want)
 	}
 }
