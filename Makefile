@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/envoy-rls
 
-.PHONY: all build run test test-deps vet fmt-check bench bench-check bench-micro clean
+.PHONY: all build run test test-deps vet fmt-check lint bench bench-check bench-micro clean
 
 all: build
 
@@ -16,8 +16,8 @@ build:
 run:
 	$(GO) run ./cmd/envoy-rls serve --config examples/ratelimit.yaml --log-format console
 
-## test: vet and the whole test suite with the race detector
-test: fmt-check vet test-deps
+## test: lint and the whole test suite with the race detector
+test: lint test-deps
 	$(GO) test -race -count=1 ./...
 
 ## test-deps: install redis-server, redis-cli and memcached when missing (Debian)
@@ -26,6 +26,10 @@ test-deps:
 
 vet:
 	$(GO) vet ./...
+
+## lint: gofmt, go vet, staticcheck and deadcode (scripts/lint.sh installs the last two, pinned, when missing)
+lint:
+	@scripts/lint.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

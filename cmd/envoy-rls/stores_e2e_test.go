@@ -112,15 +112,15 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 		"deny":  rlsv3.NewRateLimitServiceClient(dial(t, deny.grpcAddr)),
 		"error": rlsv3.NewRateLimitServiceClient(dial(t, errMode.grpcAddr)),
 	}
-	ask := func(mode string) (*rlsv3.RateLimitResponse, error, time.Duration) {
+	ask := func(mode string) (*rlsv3.RateLimitResponse, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		start := time.Now()
 		resp, err := clients[mode].ShouldRateLimit(ctx, request("edge", []string{"fixed_window", fmt.Sprint(time.Now().UnixNano())}))
-		return resp, err, time.Since(start)
+		return resp, time.Since(start), err
 	}
 	for mode := range clients {
-		if resp, err, _ := ask(mode); err != nil || resp.Statuses[0].CurrentLimit == nil {
+		if resp, _, err := ask(mode); err != nil || resp.Statuses[0].CurrentLimit == nil {
 			t.Fatalf("%s before the fault: %v %v", mode, resp, err)
 		}
 	}
@@ -129,7 +129,7 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 	var slowest time.Duration
 	for i := 0; i < 20; i++ {
 		for mode := range clients {
-			resp, err, took := ask(mode)
+			resp, took, err := ask(mode)
 			slowest = max(slowest, took)
 			switch mode {
 			case "allow":
@@ -178,7 +178,7 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 	r.Start()
 	for mode := range clients {
 		waitFor(mode+" decides again after the store returns", func() bool {
-			resp, err, _ := ask(mode)
+			resp, _, err := ask(mode)
 			return err == nil && resp.Statuses[0].CurrentLimit != nil
 		})
 	}

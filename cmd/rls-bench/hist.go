@@ -93,12 +93,6 @@ func (h *Histogram) Merge(o *Histogram) {
 	h.sum += o.sum
 }
 
-// Count returns the number of observations.
-func (h *Histogram) Count() uint64 { return h.total }
-
-// Min returns the smallest observation, 0 when there is none.
-func (h *Histogram) Min() time.Duration { return time.Duration(h.min) }
-
 // Max returns the largest observation, 0 when there is none.
 func (h *Histogram) Max() time.Duration { return time.Duration(h.max) }
 

@@ -56,9 +56,6 @@ func newKeySpace(prefix string, n int, dist string, zipfS float64) (*KeySpace, e
 	return ks, nil
 }
 
-// Len returns the cardinality.
-func (ks *KeySpace) Len() int { return len(ks.values) }
-
 // Value returns value i.
 func (ks *KeySpace) Value(i int) string { return ks.values[i] }
 

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 )
 
 // harness owns what a matrix starts: processes and temporary
@@ -270,57 +272,12 @@ func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, erro
 }
 
 // startMemcached starts a memcached on a free loopback port with memSize
-// MB of item memory and waits until it answers; h stops it. (The
-// testservers helper takes a testing.TB, which a command cannot supply.)
+// MB of item memory (testservers.MemcachedWith, as the tests start theirs)
+// and returns its address once it answers; h stops it, and a memcached
+// that cannot start fails h.
 func startMemcached(h *harness, memSize int) (string, error) {
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		return "", fmt.Errorf("rls-bench: memcached not found (install the Debian package memcached or run scripts/test-deps.sh): %w", err)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		addr, err := freeLoopback()
-		if err != nil {
-			return "", err
-		}
-		_, port, _ := net.SplitHostPort(addr)
-		args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", strconv.Itoa(memSize), "-t", "2", "-c", "4096"}
-		if os.Geteuid() == 0 {
-			args = append(args, "-u", "root") // memcached refuses root without a user
-		}
-		p, err := startProcess(h, "memcached", bin, args...)
-		if err != nil {
-			return "", err
-		}
-		if lastErr = waitMemcached(addr, p, 10*time.Second); lastErr == nil {
-			return addr, nil
-		}
-		p.stop()
-	}
-	return "", lastErr
-}
-
-// waitMemcached waits until the memcached at addr answers "version".
-func waitMemcached(addr string, p *process, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			_, werr := c.Write([]byte("version\r\n"))
-			line, rerr := bufio.NewReader(c).ReadString('\n')
-			_ = c.Close()
-			if werr == nil && rerr == nil && strings.HasPrefix(line, "VERSION ") {
-				return nil
-			}
-		}
-		if p.exited() {
-			return fmt.Errorf("rls-bench: memcached on %s exited at start: %s", addr, p.out.String())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("rls-bench: memcached on %s does not answer after %s", addr, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s := testservers.MemcachedWith(h, testservers.MemcachedOptions{MemoryMB: memSize, Connections: 4096})
+	return s.Addr, nil
 }
 
 // scrapeMetrics reads the Prometheus text exposition at url into a map

@@ -19,7 +19,7 @@ import (
 // --store-max-inflight with limiter.ErrOverloaded before it queues),
 // breaker (fails fast while the store is down), instrumented raw store.
 func guardStore(s settings.Serve, m *telemetry.Metrics, raw limiter.Store, log *zap.Logger) limiter.Store {
-	m.SetBreakerState(s.Store, telemetry.BreakerClosed)
+	m.SetBreakerState(s.Store, breaker.Closed.String())
 	var b *breaker.Store
 	b = breaker.New(m.InstrumentStore(s.Store, raw), breaker.Options{
 		Window:      s.Resil.BreakerWindow,

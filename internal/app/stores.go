@@ -67,9 +67,9 @@ func (st *stack) close(log *zap.Logger) {
 // remote store to answer: the service starts while its store is down.
 func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.Store, error) {
 	switch s.Store {
-	case "memory":
+	case settings.StoreMemory:
 		return memory.New(memory.Options{MaxKeys: s.MemoryMaxKeys}), nil
-	case "redis":
+	case settings.StoreRedis:
 		useRedisLogger(log)
 		st, err := redisstore.New(ctx, redisstore.Options{
 			Mode:        s.RedisMode,
@@ -97,7 +97,7 @@ func newStore(ctx context.Context, s settings.Serve, log *zap.Logger) (limiter.S
 			return nil, fmt.Errorf("app: redis store: %w", err)
 		}
 		return st, nil
-	case "memcached":
+	case settings.StoreMemcached:
 		st, err := memcachestore.New(memcachestore.Options{Servers: splitList(s.MemcachedServers), Timeout: s.StoreTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("app: memcached store: %w", err)

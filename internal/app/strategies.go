@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 
+	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/redisstore"
@@ -12,7 +13,7 @@ import (
 // canRun returns the check of the strategies the selected store can run:
 // nil for the stores that step every strategy in Go (memory, memcached).
 func canRun(store string) func(strategies.Strategy) error {
-	if store == "redis" {
+	if store == settings.StoreRedis {
 		return redisstore.CanRun
 	}
 	return nil

@@ -41,6 +41,12 @@ const (
 	HalfOpen
 )
 
+// States returns every state of the circuit, in the order of their
+// values.
+func States() []State { return []State{Closed, Open, HalfOpen} }
+
+// String returns the state's name, as metrics and logs show it: "closed",
+// "open" or "half_open".
 func (s State) String() string {
 	switch s {
 	case Open:
@@ -164,9 +170,6 @@ func New(next limiter.Store, opts Options) *Store {
 
 // State returns the circuit's current state.
 func (s *Store) State() State { return State(s.state.Load()) }
-
-// Unwrap returns the guarded store.
-func (s *Store) Unwrap() limiter.Store { return s.next }
 
 // outcome is what a call tells about the store's health.
 type outcome int

@@ -15,7 +15,6 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -30,7 +29,6 @@ type Store struct {
 	perShrd int
 	seed    maphash.Seed
 	shards  [shards]shard
-	hits    atomic.Int64
 	onHit   func()
 	pool    sync.Pool // *buffers
 }
@@ -62,20 +60,6 @@ func New(next limiter.Store, size int, onHit func()) *Store {
 	}
 	s.pool.New = func() any { return new(buffers) }
 	return s
-}
-
-// Hits returns how many ops the cache has answered.
-func (s *Store) Hits() int64 { return s.hits.Load() }
-
-// Len returns the number of keys cached.
-func (s *Store) Len() int {
-	n := 0
-	for i := range s.shards {
-		s.shards[i].mu.Lock()
-		n += len(s.shards[i].m)
-		s.shards[i].mu.Unlock()
-	}
-	return n
 }
 
 // Reset forgets every key (for instance when the rules change).
@@ -153,7 +137,6 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 		if limiter.Vetoes(&ops[i], &out[i]) {
 			veto = true
 		}
-		s.hits.Add(1)
 		if s.onHit != nil {
 			s.onHit()
 		}

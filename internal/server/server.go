@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -63,12 +65,16 @@ type Options struct {
 	DeadlineMargin time.Duration
 }
 
-// Failure modes.
+// Failure modes, the values of Options.FailureMode (and of the service's
+// --failure-mode flag, which settings validates against FailureModes).
 const (
 	FailError = "error"
 	FailAllow = "allow"
 	FailDeny  = "deny"
 )
+
+// FailureModes returns every failure mode, the default first.
+func FailureModes() []string { return []string{FailError, FailAllow, FailDeny} }
 
 // Service implements RateLimitService v3 on a Limiter. It is safe for
 // concurrent use.
@@ -99,12 +105,11 @@ func New(opts Options) (*Service, error) {
 	s := &Service{lim: opts.Limiter, log: opts.Logger, limits: opts.Limits.withDefaults(), health: health.NewServer(), mode: opts.FailureMode, onMode: opts.OnFailureMode,
 		headers: opts.Headers.withDefaults(), overBody: opts.OverLimitBody, requestMetadata: opts.RequestMetadata,
 		quotaMetadata: opts.QuotaMetadata, metrics: opts.Metrics, margin: opts.DeadlineMargin}
-	switch s.mode {
-	case "":
+	if s.mode == "" {
 		s.mode = FailError
-	case FailError, FailAllow, FailDeny:
-	default:
-		return nil, fmt.Errorf("server: unknown failure mode %q", s.mode)
+	}
+	if !slices.Contains(FailureModes(), s.mode) {
+		return nil, fmt.Errorf("server: unknown failure mode %q (want one of %s)", s.mode, strings.Join(FailureModes(), ", "))
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()

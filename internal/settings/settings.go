@@ -10,13 +10,35 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/envoy-rls/envoy-rls/internal/server"
 )
 
 // EnvPrefix prefixes the environment variable of every flag.
 const EnvPrefix = "ENVOY_RLS_"
+
+// Store names, the values of --store. The app builds one store per name
+// (internal/app), and the Helm chart's values.schema.json lists the same
+// names (a test checks it).
+const (
+	StoreMemory    = "memory"
+	StoreRedis     = "redis"
+	StoreMemcached = "memcached"
+)
+
+// StoreNames returns every store name, the default first.
+func StoreNames() []string { return []string{StoreMemory, StoreRedis, StoreMemcached} }
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
 
 // Serve is the configuration of `envoy-rls serve`.
 type Serve struct {
@@ -139,7 +161,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.DebugAddr, "debug-addr", "127.0.0.1:6070", "address of the debug endpoints (pprof, /rlconfig); empty disables them")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", "json", "log format: json or console")
-	fs.StringVar(&s.Store, "store", "memory", "where counters live: memory, redis or memcached")
+	fs.StringVar(&s.Store, "store", StoreMemory, "where counters live: "+orList(StoreNames()))
 	fs.IntVar(&s.MemoryMaxKeys, "memory-max-keys", 1_000_000, "memory store: the most keys kept; beyond it the keys nearest expiry are evicted")
 	fs.StringVar(&s.KeyPrefix, "key-prefix", "envoy-rls:", "prefix (namespace) of every store key")
 	fs.DurationVar(&s.StoreTimeout, "store-timeout", 250*time.Millisecond, "the longest a store call may take before the failure mode answers; a shorter gRPC deadline from Envoy (minus --deadline-margin) wins (see docs/troubleshooting.md for how the default was chosen)")
@@ -293,8 +315,8 @@ func (s Serve) Validate() error {
 		bad("--log-format %q: want json or console", s.LogFormat)
 	}
 	switch s.Store {
-	case "memory":
-	case "redis":
+	case StoreMemory:
+	case StoreRedis:
 		switch s.RedisMode {
 		case "single":
 		case "sentinel":
@@ -314,17 +336,15 @@ func (s Serve) Validate() error {
 		if (s.RedisTLSCert == "") != (s.RedisTLSKey == "") {
 			bad("--redis-tls-cert and --redis-tls-key go together")
 		}
-	case "memcached":
+	case StoreMemcached:
 		if s.MemcachedServers == "" {
 			bad("--store memcached needs --memcached-servers")
 		}
 	default:
-		bad("--store %q: want memory, redis or memcached", s.Store)
+		bad("--store %q: want %s", s.Store, orList(StoreNames()))
 	}
-	switch s.FailureMode {
-	case "error", "allow", "deny":
-	default:
-		bad("--failure-mode %q: want error, allow or deny", s.FailureMode)
+	if !slices.Contains(server.FailureModes(), s.FailureMode) {
+		bad("--failure-mode %q: want %s", s.FailureMode, orList(server.FailureModes()))
 	}
 	if s.StoreTimeout <= 0 {
 		bad("--store-timeout must be positive, got %s", s.StoreTimeout)
@@ -357,14 +377,4 @@ func (s Serve) Validate() error {
 	s.Resil.validate(bad)
 	errs = append(errs, s.validateRefenv()...)
 	return errors.Join(errs...)
-}
-
-// FlagNames returns the names of every serve flag, sorted; the docs test
-// checks that each one is documented.
-func FlagNames() []string {
-	var s Serve
-	var names []string
-	ServeFlags(&s, io.Discard).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	return names
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
@@ -88,7 +89,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.ObserveRequest(ResultOK, time.Millisecond)
 	m.ObserveStore("memory", OpApply, time.Millisecond, nil)
 	m.FailureModeDecision("allow")
-	m.SetBreakerState("redis", BreakerOpen)
+	m.SetBreakerState("redis", breaker.Open.String())
 	m.ConfigLoaded(1, testTime)
 	m.ConfigLoadFailed()
 	m.LocalCacheHit()

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
 )
 
 // Results of a request, the values of the result label of
@@ -28,14 +30,6 @@ const (
 	ResultOverLimit = "over_limit" // the overall code was OVER_LIMIT
 	ResultError     = "error"      // the store could not decide
 	ResultInvalid   = "invalid"    // the request was refused as malformed
-)
-
-// Circuit-breaker states, the values of the state label of
-// envoy_rls_circuit_breaker_state.
-const (
-	BreakerClosed   = "closed"
-	BreakerOpen     = "open"
-	BreakerHalfOpen = "half_open"
 )
 
 // Defaults of Options.
@@ -338,9 +332,9 @@ func (m *Metrics) FailureModeDecision(mode string) {
 }
 
 // SetBreakerState records the current state of a store's circuit
-// breaker: the gauge of state is set to 1 and those of the store's other
-// states (BreakerClosed, BreakerOpen, BreakerHalfOpen, and any other state
-// reported before) to 0.
+// breaker (a breaker.State's String): the gauge of state is set to 1 and
+// those of the store's other states (every breaker.States, and any other
+// state reported before) to 0.
 func (m *Metrics) SetBreakerState(store, state string) {
 	if m == nil {
 		return
@@ -353,7 +347,10 @@ func (m *Metrics) SetBreakerState(store, state string) {
 	}
 	seen := m.breakerStates[store]
 	if seen == nil {
-		seen = map[string]struct{}{BreakerClosed: {}, BreakerOpen: {}, BreakerHalfOpen: {}}
+		seen = map[string]struct{}{}
+		for _, st := range breaker.States() {
+			seen[st.String()] = struct{}{}
+		}
 		m.breakerStates[store] = seen
 	}
 	seen[state] = struct{}{}

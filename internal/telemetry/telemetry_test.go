@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
 )
 
 var testTime = time.Date(2026, 1, 2, 3, 4, 5, 500_000_000, time.UTC)
@@ -81,9 +83,9 @@ func TestFailureModeAndBreaker(t *testing.T) {
 	m.FailureModeDecision("allow")
 	m.FailureModeDecision("allow")
 	m.FailureModeDecision("deny")
-	m.SetBreakerState("redis", BreakerOpen)
-	m.SetBreakerState("redis", BreakerHalfOpen)
-	m.SetBreakerState("memcache", BreakerClosed)
+	m.SetBreakerState("redis", breaker.Open.String())
+	m.SetBreakerState("redis", breaker.HalfOpen.String())
+	m.SetBreakerState("memcache", breaker.Closed.String())
 
 	want := `
 # HELP envoy_rls_circuit_breaker_state State of a store's circuit breaker: 1 for the current state, 0 for the others.
@@ -107,11 +109,11 @@ envoy_rls_failure_mode_decisions_total{mode="deny"} 1
 	// A state outside the known three drops back to 0 when the breaker
 	// moves on.
 	m.SetBreakerState("redis", "forced_open")
-	m.SetBreakerState("redis", BreakerClosed)
+	m.SetBreakerState("redis", breaker.Closed.String())
 	if got := testutil.ToFloat64(m.breaker.WithLabelValues("redis", "forced_open")); got != 0 {
 		t.Errorf("forced_open = %v, want 0", got)
 	}
-	if got := testutil.ToFloat64(m.breaker.WithLabelValues("redis", BreakerClosed)); got != 1 {
+	if got := testutil.ToFloat64(m.breaker.WithLabelValues("redis", breaker.Closed.String())); got != 1 {
 		t.Errorf("closed = %v, want 1", got)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -16,7 +15,8 @@ import (
 const memcachedStartTimeout = 10 * time.Second
 
 // MemcachedServer is a memcached process on a loopback port, owned by one
-// test. The test's cleanup kills it and waits for it to exit. Stop and
+// Harness (a test, or a command such as rls-bench), whose cleanup kills it
+// and waits for it to exit. Stop and
 // Start let a fault test take the server down and bring it back on the
 // same address. A MemcachedServer is safe for concurrent use; Stop and
 // Start must be called from the test's goroutine (they fail the test on
@@ -25,31 +25,53 @@ type MemcachedServer struct {
 	// Addr is "127.0.0.1:port"; it stays the same across Stop and Start.
 	Addr string
 
-	t testing.TB
+	h Harness
 	p proc
 }
 
-// Memcached starts a memcached server on a free loopback port and stops it
-// when t ends. A missing memcached binary fails the test (it is never
-// skipped): install the Debian package memcached, or run
-// scripts/test-deps.sh.
-func Memcached(t testing.TB) *MemcachedServer {
-	t.Helper()
-	bin := memcachedBinary(t)
+// MemcachedOptions configure MemcachedWith. The zero value is the
+// defaults.
+type MemcachedOptions struct {
+	// MemoryMB is the item memory in megabytes (default 64).
+	MemoryMB int
+	// Connections is the most simultaneous connections (default 1024).
+	Connections int
+}
+
+// Memcached starts a memcached server on a free loopback port with the
+// default MemcachedOptions and stops it when h is done. A missing
+// memcached binary fails h (it is never a silent skip): install the
+// Debian package memcached, or run scripts/test-deps.sh.
+func Memcached(h Harness) *MemcachedServer {
+	h.Helper()
+	return MemcachedWith(h, MemcachedOptions{})
+}
+
+// MemcachedWith starts a memcached server as Memcached does, configured
+// by opts.
+func MemcachedWith(h Harness, opts MemcachedOptions) *MemcachedServer {
+	h.Helper()
+	if opts.MemoryMB <= 0 {
+		opts.MemoryMB = 64
+	}
+	if opts.Connections <= 0 {
+		opts.Connections = 1024
+	}
+	bin := serverBinary(h, "memcached", "memcached")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("testservers: memcached: %v", err)
+			h.Fatalf("testservers: memcached: %v", err)
 		}
-		s := &MemcachedServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t}
+		s := &MemcachedServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), h: h}
 		args := []string{
 			"-l", "127.0.0.1",
 			"-p", strconv.Itoa(port),
 			"-U", "0", // no UDP
-			"-m", "64", // MB of item memory
+			"-m", strconv.Itoa(opts.MemoryMB),
 			"-t", "2", // worker threads
-			"-c", "1024",
+			"-c", strconv.Itoa(opts.Connections),
 		}
 		if os.Geteuid() == 0 {
 			// memcached refuses to run as root without naming a user.
@@ -59,24 +81,24 @@ func Memcached(t testing.TB) *MemcachedServer {
 		// The free port may be taken between choosing it and memcached
 		// binding it; try another one then.
 		if lastErr = s.p.start(); lastErr == nil {
-			t.Cleanup(s.Stop)
+			h.Cleanup(s.Stop)
 			return s
 		}
 	}
-	t.Fatalf("testservers: memcached: %v", lastErr)
+	h.Fatalf("testservers: memcached: %v", lastErr)
 	return nil
 }
 
 // MemcachedPool starts n memcached servers (see Memcached), for stores that
 // hash keys across several nodes.
-func MemcachedPool(t testing.TB, n int) []*MemcachedServer {
-	t.Helper()
+func MemcachedPool(h Harness, n int) []*MemcachedServer {
+	h.Helper()
 	if n < 1 {
-		t.Fatalf("testservers: MemcachedPool: n must be at least 1, got %d", n)
+		h.Fatalf("testservers: MemcachedPool: n must be at least 1, got %d", n)
 	}
 	pool := make([]*MemcachedServer, n)
 	for i := range pool {
-		pool[i] = Memcached(t)
+		pool[i] = Memcached(h)
 	}
 	return pool
 }
@@ -98,9 +120,9 @@ func (s *MemcachedServer) Stop() { s.p.stop() }
 // on a running server does nothing. It fails the test when the server
 // does not come up.
 func (s *MemcachedServer) Start() {
-	s.t.Helper()
+	s.h.Helper()
 	if err := s.p.start(); err != nil {
-		s.t.Fatalf("testservers: memcached: restart on %s: %v", s.Addr, err)
+		s.h.Fatalf("testservers: memcached: restart on %s: %v", s.Addr, err)
 	}
 }
 
@@ -109,22 +131,19 @@ func (s *MemcachedServer) Start() {
 // clients run into their timeouts. Resume undoes it; Stop and the test's
 // cleanup work on a paused server too.
 func (s *MemcachedServer) Pause() {
-	s.t.Helper()
+	s.h.Helper()
 	if err := s.p.signal(syscall.SIGSTOP); err != nil {
-		s.t.Fatalf("testservers: %v", err)
+		s.h.Fatalf("testservers: %v", err)
 	}
 }
 
 // Resume lets a paused server run again.
 func (s *MemcachedServer) Resume() {
-	s.t.Helper()
+	s.h.Helper()
 	if err := s.p.signal(syscall.SIGCONT); err != nil {
-		s.t.Fatalf("testservers: %v", err)
+		s.h.Fatalf("testservers: %v", err)
 	}
 }
-
-// Running reports whether the server process is running.
-func (s *MemcachedServer) Running() bool { return s.p.running() }
 
 // answers reports nil when the server accepts a connection and answers a
 // version command.
@@ -151,10 +170,4 @@ func memcachedAnswers(c net.Conn) bool {
 	buf := make([]byte, 64)
 	n, err := c.Read(buf)
 	return err == nil && bytes.HasPrefix(buf[:n], []byte("VERSION "))
-}
-
-// memcachedBinary returns the path of the memcached binary or fails t.
-func memcachedBinary(t testing.TB) string {
-	t.Helper()
-	return serverBinary(t, "memcached", "memcached")
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
 // TestConfigErrors loads each fixture of testdata/errors alone and checks
@@ -41,12 +43,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad_rate.yaml", []string{`5: ` + d + `rate_limit: bad rate "10/2h30m": compound period "2h30m" is not supported; write it in one unit, such as 150m for 2h30m`}},
 		{"bad_rate_syntax.yaml", []string{`5: ` + d + `rate_limit: bad rate "2h30m": expected "<limit>/<period>" or "<limit> per <period>", such as "100/min"`}},
 		{"rate_and_unit.yaml", []string{`5: ` + d + `rate_limit: rate and unit/requests_per_unit are exclusive: give one or the other`}},
-		{"unknown_strategy.yaml", []string{`6: ` + d + `rate_limit: unknown strategy "magic" (valid strategies: fixed_window, gcra, leaky_bucket, leaky_bucket_with_queue, sliding_window_counter, sliding_window_log, token_bucket, token_bucket_with_debt)`}},
+		{"unknown_strategy.yaml", []string{`6: ` + d + `rate_limit: unknown strategy "magic" (valid strategies: ` + strings.Join(strategies.Names(), ", ") + `)`}},
 		{"prepare_error.yaml", []string{`5: ` + d + `rate_limit: strategy sliding_window_log: invalid limit: sliding_window_log: requests 20000 above the log bound 10000...`}},
 		{"bad_exempt.yaml", []string{`5: domain "d", descriptors[0] (key "remote_address"): exempt[0]: exempt entry "10.0.0.0/33" is not a CIDR block such as 10.0.0.0/8 or ::1/128`}},
 		{"rate_limit_and_rate_limits.yaml", []string{`7: ` + d + `rate_limit and rate_limits are exclusive: give one limit in rate_limit or several in rate_limits`}},
-		{"burst_ignored.yaml", []string{`6: ` + d + `rate_limit: burst has no effect with strategy fixed_window (used by gcra, token_bucket, token_bucket_with_debt)`}},
-		{"max_debt_ignored.yaml", []string{`7: ` + d + `rate_limit: max_debt has no effect with strategy token_bucket (used by token_bucket_with_debt)`}},
+		{"burst_ignored.yaml", []string{`6: ` + d + `rate_limit: burst has no effect with strategy fixed_window (used by ` + strings.Join(strategies.Users("burst"), ", ") + `)`}},
+		{"max_debt_ignored.yaml", []string{`7: ` + d + `rate_limit: max_debt has no effect with strategy token_bucket (used by ` + strings.Join(strategies.Users("max_debt"), ", ") + `)`}},
 		{"invalid_yaml.yaml", []string{`3: invalid YAML: did not find expected ',' or '}'`}},
 		{"bad_bool.yaml", []string{`4: ` + d + `shadow_mode: expected true or false, got "sometimes"`}},
 		{"negative_rpu.yaml", []string{`4: ` + d + `rate_limit: requests_per_unit: expected a whole number from 0 to 4294967295, got "-1"`}},

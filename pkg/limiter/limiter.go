@@ -147,9 +147,6 @@ func (l *Limiter) SetConfig(cfg *descriptors.Config) { l.cfg.Store(cfg) }
 // Config returns the rules being served (nil when none).
 func (l *Limiter) Config() *descriptors.Config { return l.cfg.Load() }
 
-// Store returns the store the Limiter applies its ops to.
-func (l *Limiter) Store() Store { return l.store }
-
 // scratch holds the per-request buffers, reused through a pool so that a
 // request allocates only its store keys.
 type scratch struct {

@@ -66,22 +66,6 @@ func (r *rig) one(domain string, ds ...limiter.Descriptor) (bool, []limiter.Stat
 	return r.do(&limiter.Request{Domain: domain, Descriptors: ds})
 }
 
-const referenceRules = `
-domain: mongo_cps
-descriptors:
-  - key: database
-    value: users
-    rate_limit:
-      unit: second
-      requests_per_unit: 500
-  - key: database
-    value: default
-    rate_limit:
-      unit: second
-      requests_per_unit: 500
----
-`
-
 // The reference service's README examples, checked request by request.
 const messaging = `
 domain: messaging

@@ -9,8 +9,10 @@ import (
 
 // Op is one strategy step a Store must apply atomically on one key.
 type Op struct {
-	// Key is the collision-free store key (see AppendKey); it already
-	// carries the namespace, throttle uid, identifier and strategy.
+	// Key is the collision-free store key the Limiter builds: its
+	// KeyPrefix, the limit's throttle uid (descriptors.RateLimit.UID,
+	// which names the strategy) and the client's identifier, each
+	// component encoded by descriptors.AppendComponent.
 	Key string
 	// Strategy is the algorithm to step; Limit comes from its Prepare.
 	Strategy strategies.Strategy

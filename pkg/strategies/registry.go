@@ -54,9 +54,6 @@ var (
 // Get returns the parameter's value in lim.
 func (p Param) Get(lim Limit) int64 { return *p.field(&lim) }
 
-// Set sets the parameter's value in lim.
-func (p Param) Set(lim *Limit, v int64) { *p.field(lim) = v }
-
 // Lookup returns the strategy with the given config name.
 func Lookup(name string) (Strategy, bool) {
 	for _, e := range registry {
@@ -76,10 +73,6 @@ func Names() []string {
 	sort.Strings(names)
 	return names
 }
-
-// Params returns every parameter kind, in the order of the argument
-// layout.
-func Params() []Param { return slices.Clone(params[:]) }
 
 // Reads reports whether the named strategy reads the named parameter.
 func Reads(strategy, param string) bool {

@@ -1,7 +1,9 @@
 package strategies_test
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -45,39 +47,6 @@ func TestRegistryNames(t *testing.T) {
 	}
 }
 
-// TestRegistryParams checks the parameter declarations against Prepare: a
-// strategy that reads a parameter keeps a value set for it (or rejects
-// it), one that does not read it gives the same prepared limit with or
-// without it.
-func TestRegistryParams(t *testing.T) {
-	base := strategies.Limit{Requests: 10, Period: strategies.Second}
-	for _, n := range strategies.Names() {
-		s, _ := strategies.Lookup(n)
-		want, err := s.Prepare(base)
-		if err != nil {
-			t.Fatalf("%s: Prepare(%+v): %v", n, base, err)
-		}
-		for _, p := range strategies.Params() {
-			lim := base
-			p.Set(&lim, 7)
-			got, err := s.Prepare(lim)
-			if strategies.Reads(n, p.Name) {
-				if err == nil && p.Get(got) != 7 {
-					t.Errorf("%s reads %s but Prepare dropped it: %+v", n, p.Name, got)
-				}
-				continue
-			}
-			p.Set(&got, p.Get(want)) // the ignored value may stay in the Limit
-			if err != nil || got != want {
-				t.Errorf("%s does not declare %s, but Prepare with it = %+v, %v; without it %+v", n, p.Name, got, err, want)
-			}
-		}
-	}
-	if got := strategies.Users("burst"); !slices.Equal(got, []string{"gcra", "token_bucket", "token_bucket_with_debt"}) {
-		t.Errorf("Users(burst) = %v", got)
-	}
-}
-
 func TestEncodeLimit(t *testing.T) {
 	lim := strategies.Limit{Requests: 1, Period: 2, Burst: 3, MaxDebt: 4, RateNum: 5, RateDen: 6}
 	fields := strategies.LimitFields()
@@ -88,10 +57,7 @@ func TestEncodeLimit(t *testing.T) {
 	if n := strategies.EncodeLimit(dst, lim); n != strategies.LimitArgs() {
 		t.Fatalf("EncodeLimit wrote %d values, want %d", n, strategies.LimitArgs())
 	}
-	want := map[string]int64{"requests": 1, "period": 2, "rate_num": 5, "rate_den": 6}
-	for _, p := range strategies.Params() {
-		want[p.Name] = p.Get(lim)
-	}
+	want := map[string]int64{"requests": 1, "period": 2, "burst": 3, "max_debt": 4, "rate_num": 5, "rate_den": 6}
 	for i, f := range fields {
 		if w, ok := want[f]; !ok || dst[i] != w {
 			t.Errorf("argument %d (%s) = %d, want %d", i, f, dst[i], w)
@@ -109,5 +75,23 @@ func TestEveryStrategyHasLua(t *testing.T) {
 		if !ok || ls.LuaSource() == "" {
 			t.Errorf("strategy %q has no Lua runtime (LuaSource)", n)
 		}
+	}
+}
+
+// TestArchitectureDocListsStrategies keeps the strategy list of
+// docs/architecture.md equal to the registry.
+func TestArchitectureDocListsStrategies(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- strategies:begin -->\n", "\n<!-- strategies:end -->"
+	doc := string(raw)
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatalf("docs/architecture.md has no %q … %q block", begin, end)
+	}
+	if got, want := doc[i+len(begin):j], strings.Join(strategies.Names(), ", "); got != want {
+		t.Errorf("docs/architecture.md lists the strategies\n%s\nthe registry has\n%s", got, want)
 	}
 }

@@ -209,6 +209,7 @@ func samplePath(match *routev3.RouteMatch) string {
 func routeSamples(where string, vhLimits []*routev3.RateLimit, r *routev3.Route) ([]descriptorSample, error) {
 	own := r.GetRoute().GetRateLimits()
 	limits := own
+	//lint:ignore SA1019 Envoy still honours the deprecated include_vh_rate_limits, so the check reads it too
 	include := len(own) == 0 || r.GetRoute().GetIncludeVhRateLimits().GetValue()
 	if a, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ratelimit"]; ok {
 		var per ratelimitv3.RateLimitPerRoute

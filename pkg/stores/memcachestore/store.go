@@ -93,7 +93,8 @@ type Options struct {
 	// use the same list in the same order.
 	Servers []string
 	// Timeout bounds one Apply (default DefaultTimeout, 10 ms, half of
-	// Envoy's 20 ms rate-limit filter timeout). No round trip starts after
+	// Envoy's 20 ms rate-limit filter timeout; the service sets it from
+	// --store-timeout, 15 ms by default). No round trip starts after
 	// it has passed, and every socket read, write and dial has a deadline
 	// of Timeout/2, so an Apply returns within about 1.5 × Timeout even
 	// when a server hangs. The ctx passed to Apply can shorten it.

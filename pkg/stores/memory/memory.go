@@ -167,15 +167,14 @@ func (s *Store) sweeper(every time.Duration) {
 		case <-s.stop:
 			return
 		case <-tick.C:
-			s.Sweep()
+			s.sweep()
 		}
 	}
 }
 
-// Sweep removes every entry expired at the largest now Apply has seen.
-// The sweeper calls it periodically; it is exported for tests and for
-// callers that want memory back at once.
-func (s *Store) Sweep() {
+// sweep removes every entry expired at the largest now Apply has seen;
+// the sweeper calls it every SweepInterval.
+func (s *Store) sweep() {
 	now := s.maxNow.Load()
 	for i := range s.shards {
 		sh := &s.shards[i]

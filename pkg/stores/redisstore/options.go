@@ -18,11 +18,14 @@ const (
 	ModeCluster  = "cluster"
 )
 
-// DefaultTimeout bounds each Apply when Options.Timeout is zero. Envoy's
-// rate-limit filter gives the whole call 20 ms by default; 10 ms for the
-// store leaves the rest to the network between Envoy and envoy-rls, gRPC
-// and the limiter, so that a slow Redis turns into a store error the
-// service answers (per its failure mode) before Envoy gives up.
+// DefaultTimeout bounds each Apply when Options.Timeout is zero, for
+// programs that use the package directly; the service always sets
+// Options.Timeout from --store-timeout (15 ms by default). Envoy's
+// rate-limit filter gives the whole call 20 ms by default; a store
+// timeout below it leaves the rest to the network between Envoy and
+// envoy-rls, gRPC and the limiter, so that a slow Redis turns into a
+// store error the service answers (per its failure mode) before Envoy
+// gives up.
 const DefaultTimeout = 10 * time.Millisecond
 
 // Options configure a Store. The zero value connects to nothing: set URL
