@@ -108,8 +108,17 @@ type process struct {
 
 // startProcess starts bin with args; h stops it at Close.
 func startProcess(h *harness, name, bin string, args ...string) (*process, error) {
+	return startProcessEnv(h, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env added to this process's
+// environment.
+func startProcessEnv(h *harness, name string, env []string, bin string, args ...string) (*process, error) {
 	p := &process{name: name, cmd: exec.Command(bin, args...), out: &tailBuffer{max: 16 << 10}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("rls-bench: start %s: %w", name, err)
 	}
@@ -227,36 +236,35 @@ func startEnvoyRLS(ctx context.Context, h *harness, bin, rules string, extra ...
 
 // startNoop runs this program's `noop` command as a child process (a
 // process of its own, as envoy-rls is) and waits until it serves.
-func startNoop(ctx context.Context, h *harness) (string, error) {
+func startNoop(ctx context.Context, h *harness) (*process, string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("rls-bench: own executable: %w", err)
+		return nil, "", fmt.Errorf("rls-bench: own executable: %w", err)
 	}
 	addr, err := freeLoopback()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	p, err := startProcess(h, "rls-bench noop", self, "noop", "-addr", addr)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if err := waitServing(ctx, addr, p, 10*time.Second); err != nil {
 		p.stop()
-		return "", err
+		return nil, "", err
 	}
-	return addr, nil
+	return p, addr, nil
 }
+
+// pid returns the process's id.
+func (p *process) pid() int { return p.cmd.Process.Pid }
 
 // buildEnvoyRLS builds ./cmd/envoy-rls of the module in the working
 // directory (as `make build` does) into dir and returns the binary.
 func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	root, err := moduleRoot(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rls-bench: go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if root == "." || root == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return "", errors.New("rls-bench: not inside the envoy-rls module: run from the repository")
+		return "", err
 	}
 	bin := filepath.Join(dir, "envoy-rls")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags=vtprotobuf", "-o", bin, "./cmd/envoy-rls")
@@ -269,19 +277,33 @@ func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, erro
 	return bin, nil
 }
 
+// moduleRoot returns the root directory of the module in the working
+// directory.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("rls-bench: go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if root == "." || root == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return "", errors.New("rls-bench: not inside the envoy-rls module: run from the repository")
+	}
+	return root, nil
+}
+
 // startMemcached starts a memcached on a free loopback port with memSize
 // MB of item memory and waits until it answers; h stops it. (The
 // testservers helper takes a testing.TB, which a command cannot supply.)
-func startMemcached(h *harness, memSize int) (string, error) {
+func startMemcached(h *harness, memSize int) (string, int, error) {
 	bin, err := exec.LookPath("memcached")
 	if err != nil {
-		return "", fmt.Errorf("rls-bench: memcached not found (install the Debian package memcached or run scripts/test-deps.sh): %w", err)
+		return "", 0, fmt.Errorf("rls-bench: memcached not found (install the Debian package memcached or run scripts/test-deps.sh): %w", err)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		addr, err := freeLoopback()
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
 		args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", strconv.Itoa(memSize), "-t", "2", "-c", "4096"}
@@ -290,14 +312,14 @@ func startMemcached(h *harness, memSize int) (string, error) {
 		}
 		p, err := startProcess(h, "memcached", bin, args...)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if lastErr = waitMemcached(addr, p, 10*time.Second); lastErr == nil {
-			return addr, nil
+			return addr, p.pid(), nil
 		}
 		p.stop()
 	}
-	return "", lastErr
+	return "", 0, lastErr
 }
 
 // waitMemcached waits until the memcached at addr answers "version".
