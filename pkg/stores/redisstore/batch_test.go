@@ -51,14 +51,16 @@ func TestBatchSharesRoundTrips(t *testing.T) {
 		}
 	})
 	const n = callers * each
-	if got := commandCalls(t, srv, "fcall") - fcall; got != n {
-		t.Errorf("%d Apply calls ran FCALL %d times, want one each", n, got)
+	// A pipeline's waiting calls share one script call.
+	fcalls := commandCalls(t, srv, "fcall") - fcall
+	if fcalls < 1 || fcalls >= n {
+		t.Errorf("%d concurrent Apply calls ran FCALL %d times, want fewer (one per pipeline)", n, fcalls)
 	}
 	trips := hook.calls.Load() - hooked
 	if trips >= n {
 		t.Errorf("%d concurrent Apply calls took %d round trips, want fewer", n, trips)
 	}
-	t.Logf("%d concurrent Apply calls in %d round trips", n, trips)
+	t.Logf("%d concurrent Apply calls in %d round trips, %d FCALLs", n, trips, fcalls)
 }
 
 func TestBatchExactLimit(t *testing.T) {

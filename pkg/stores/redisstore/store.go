@@ -67,9 +67,12 @@ type rediser interface {
 // decisionWords is the number of integers the script returns per op.
 const decisionWords = 6
 
-// argsPerOp is the number of script arguments per op after now and the
-// expiry slack.
+// argsPerOp is the number of script arguments per op, after a request's
+// header (now and its number of ops).
 const argsPerOp = 9
+
+// headerArgs is the number of script arguments of a request's header.
+const headerArgs = 2
 
 // Store is a limiter.Store in Redis. Create it with New; the zero value is
 // not usable. A Store is safe for concurrent use; Close releases its
@@ -159,9 +162,9 @@ func newStore(client rediser, opts Options) (*Store, error) {
 // result. A call is reused through Store.calls, except when its caller
 // gave up while a pipeline goroutine still held it.
 type call struct {
-	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the arguments
+	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the slack, vals
 	keys []string // the keys args point into
-	vals []int64  // the integer arguments args point into
+	vals []int64  // the request's script arguments: now, the number of ops, argsPerOp per op
 	n    int      // number of ops
 
 	res []int64 // the script's reply, once done
@@ -200,23 +203,24 @@ func (s *Store) putCall(c *call) {
 // the ops' Hits.
 func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error {
 	n := len(ops)
-	nv := 2 + argsPerOp*n
+	nv := headerArgs + argsPerOp*n
 	if cap(c.keys) < n {
 		c.keys = make([]string, n)
 	}
 	if cap(c.vals) < nv {
 		c.vals = make([]int64, nv)
 	}
-	if cap(c.args) < 3+n+nv {
-		c.args = make([]any, 0, 3+n+nv)
+	if cap(c.args) < 4+n+nv {
+		c.args = make([]any, 0, 4+n+nv)
 	}
 	keys, vals := c.keys[:n], c.vals[:nv]
+	c.keys, c.vals = keys, vals
 	if s.clientTime {
 		vals[0] = now
 	} else {
 		vals[0] = -1
 	}
-	vals[1] = s.slackMs
+	vals[1] = int64(n)
 	for i := range ops {
 		op := &ops[i]
 		if op.Strategy == nil {
@@ -236,7 +240,7 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 		}
 		keys[i] = op.Key
 		lim := &op.Limit
-		v := vals[2+argsPerOp*i : 2+argsPerOp*(i+1)]
+		v := vals[headerArgs+argsPerOp*i : headerArgs+argsPerOp*(i+1)]
 		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] = id, lim.Requests, lim.Period, lim.Burst, lim.MaxDebt, lim.RateNum, lim.RateDen, h, indep
 	}
 	verb, name := s.verb()
@@ -244,6 +248,7 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 	for i := range keys {
 		args = append(args, &keys[i])
 	}
+	args = append(args, &s.slackMs)
 	for i := range vals {
 		args = append(args, &vals[i])
 	}
