@@ -12,15 +12,28 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
-// batcher sends the Apply calls of a single node or sentinel-managed
-// master in pipelines: a fixed number of goroutines each take the calls
-// waiting in queue (up to maxBatch, after waiting window for more when it
-// is not zero) and send them as one pipeline of FCALL (or EVALSHA) commands over one
-// connection, then hand every call its result. Each command is one Apply
-// call, atomic on its own; a pipeline only shares the round trip.
+// pipeliner is what the batcher needs of a go-redis client: single
+// commands and pipelines. *redis.Client and *redis.ClusterClient (whose
+// pipelines go to every node concerned at once) satisfy it.
+type pipeliner interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+}
+
+// batcher sends script calls in pipelines: a fixed number of goroutines
+// each take the calls waiting in queue (up to maxBatch, after waiting
+// window for more when it is not zero) and send them in one pipeline,
+// then hand every call its result. On a single node or sentinel-managed
+// master the calls of a pipeline are merged into as few script calls as
+// maxOpsPerScript allows, each deciding its Apply calls one after the
+// other, each atomic on its own. In a cluster, a call is the ops of one
+// Apply call on one hash slot and stays a script call of its own (a
+// script cannot span slots); the pipeline sends the calls for each master
+// together, to every master at once.
 type batcher struct {
 	s        *Store
-	client   *redis.Client
+	client   pipeliner
+	merge    bool // merge the calls of a pipeline into few script calls
 	queue    chan *call
 	maxBatch int
 	window   time.Duration
@@ -32,7 +45,7 @@ type batcher struct {
 
 // startBatcher starts the pipeline goroutines of s on client; Store.Close
 // stops them.
-func startBatcher(s *Store, client *redis.Client, opts Options) *batcher {
+func startBatcher(s *Store, client pipeliner, merge bool, opts Options) *batcher {
 	n := opts.Pipelines
 	if n == 0 {
 		n = DefaultPipelines
@@ -45,6 +58,7 @@ func startBatcher(s *Store, client *redis.Client, opts Options) *batcher {
 	b := &batcher{
 		s:        s,
 		client:   client,
+		merge:    merge,
 		queue:    make(chan *call, n*maxBatch),
 		maxBatch: maxBatch,
 		window:   opts.BatchWindow,
@@ -154,11 +168,14 @@ func (b *batcher) flush(batch []*call, fs *flushScratch) {
 	defer cancel()
 	scripts, cmds := fs.scripts[:0], fs.cmds[:0]
 	for _, c := range live {
-		if len(scripts) == 0 || scripts[len(scripts)-1].ops+c.n > maxOpsPerScript {
+		if len(scripts) == 0 || !b.merge || scripts[len(scripts)-1].ops+c.n > maxOpsPerScript {
 			if len(scripts) < cap(scripts) {
 				scripts = scripts[:len(scripts)+1]
 			} else {
-				scripts = append(scripts, &script{})
+				scripts = append(scripts, nil)
+			}
+			if scripts[len(scripts)-1] == nil {
+				scripts[len(scripts)-1] = &script{}
 			}
 			sc := scripts[len(scripts)-1]
 			sc.calls, sc.ops = sc.calls[:0], 0
@@ -280,30 +297,45 @@ func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, o
 	if err != nil {
 		return err
 	}
+	if err := s.send(ctx, c); err != nil {
+		s.putCall(c) // never queued: no pipeline goroutine holds it
+		return err
+	}
+	if err := s.await(ctx, c); err != nil {
+		return err // c is abandoned
+	}
+	err = decode(c, out)
+	s.putCall(c)
+	return err
+}
+
+// send queues c for a pipeline goroutine and starts its deadline
+// (Options.Timeout). On error c was not queued: the caller still owns it.
+func (s *Store) send(ctx context.Context, c *call) error {
 	c.timer.Reset(s.timeout)
 	select {
 	case s.batch.queue <- c:
+		return nil
 	case <-ctx.Done():
 		c.timer.Stop()
-		s.putCall(c) // never queued: no pipeline goroutine holds it
 		return unavailable(ctx, s.timeout, ctx.Err())
 	case <-c.timer.C:
-		s.putCall(c)
 		return s.timedOut()
 	case <-s.closed:
 		c.timer.Stop()
-		s.putCall(c)
 		return errClosed()
 	}
+}
+
+// await waits for the result of c, queued by send: c.res or c.err is set
+// and the caller owns c again; or the deadline passes, ctx is done or the
+// store is closed first, and then c is abandoned (never to be reused) and
+// await returns the error.
+func (s *Store) await(ctx context.Context, c *call) error {
 	select {
 	case <-c.done:
 		c.timer.Stop()
-		err := c.err
-		if err == nil {
-			err = decode(c, out)
-		}
-		s.putCall(c)
-		return err
+		return c.err
 	case <-ctx.Done():
 		s.abandon(c)
 		return unavailable(ctx, s.timeout, ctx.Err())

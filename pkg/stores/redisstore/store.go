@@ -9,12 +9,13 @@
 // all-or-nothing rule applied inside the script exactly as the memory
 // store applies it.
 //
-// On a single node or sentinel-managed master, Apply calls made
-// concurrently share round trips: a few pipeline goroutines owned by the
-// Store (Options.Pipelines) take the calls waiting in a queue and send
-// them together as one pipeline of EVALSHA commands, one command per
-// call, so each call stays atomic on its own (see Options.MaxBatch and
-// Options.BatchWindow).
+// Apply calls made concurrently share round trips: a few pipeline
+// goroutines owned by the Store (Options.Pipelines) take the calls
+// waiting in a queue and send them together. On a single node or
+// sentinel-managed master they go as one script call that decides them
+// one after the other, each atomic on its own; in a cluster, as one
+// pipeline per master of one script call per (Apply call, hash slot)
+// (see Options.MaxBatch and Options.BatchWindow).
 //
 // On Redis 7 and later, in single and sentinel modes, the script is a
 // function library, loaded once by FUNCTION LOAD and called with FCALL, so
@@ -147,11 +148,14 @@ func newStore(client rediser, opts Options) (*Store, error) {
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		s.cluster = c
+		if opts.MaxBatch != 1 {
+			s.batch = startBatcher(s, c, false, opts)
+		}
 	case *redis.Client:
 		s.single = c
 		s.fcall.Store(!opts.EvalScripts)
 		if opts.MaxBatch != 1 {
-			s.batch = startBatcher(s, c, opts)
+			s.batch = startBatcher(s, c, true, opts)
 		}
 	}
 	return s, nil
@@ -281,10 +285,10 @@ func decode(c *call, out []strategies.Decision) error {
 //
 // On a single node or sentinel-managed master all ops go in one script
 // call, atomic across every key. Calls made concurrently share round
-// trips (see Options.MaxBatch): each is one EVALSHA of a pipeline that
-// carries the waiting calls of other goroutines too. A call whose
-// deadline passes returns at once, even when its pipeline is still in
-// flight; its script may still run.
+// trips and script calls (see Options.MaxBatch): the script call of a
+// pipeline decides the waiting calls of other goroutines too, one after
+// the other. A call whose deadline passes returns at once, even when its
+// pipeline is still in flight; its script may still run.
 //
 // In a cluster, the ops are grouped by
 // hash slot (ops on one slot, hence every op on one key, stay together
@@ -301,7 +305,8 @@ func decode(c *call, out []strategies.Decision) error {
 // the consuming call and Apply still returns the refused op's decision
 // without error: the request is refused either way. When a group's call
 // fails, Apply refunds the groups that consumed (best effort) and returns
-// the error. Cluster calls are not batched across Apply calls.
+// the error. The slot groups of concurrent Apply calls share pipelines,
+// one per master, each group still a script call of its own.
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	select {
 	case <-s.closed:
@@ -317,14 +322,14 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: %w: %w", limiter.ErrUnavailable, err)
 	}
+	if s.cluster != nil {
+		return s.applyCluster(ctx, now, ops, out)
+	}
 	if s.batch != nil {
 		return s.applyBatched(ctx, now, ops, out)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if s.cluster != nil {
-		return s.applyCluster(ctx, now, ops, out)
-	}
 	c, err := s.getCall(now, ops, nil)
 	if err != nil {
 		return err
