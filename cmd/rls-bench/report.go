@@ -404,6 +404,9 @@ var strategyColors = map[string]string{
 // storeTargets are the throughput goals drawn on the chart.
 var storeTargets = map[string]float64{"memory": 0.85, "redis": 0.7, "redis-cluster": 0.5, "memcached": 0.5}
 
+// maxAxis is the highest ratio the chart's axis shows.
+const maxAxis = 2.0
+
 // referenceColor is the colour of the reference's bars on the chart.
 const referenceColor = "#9e9e9e"
 
@@ -456,7 +459,10 @@ func WriteSVG(w io.Writer, rep *Report) error {
 			maxV = math.Max(maxV, v)
 		}
 	}
-	maxV = math.Ceil(maxV*4) / 4
+	// A cell far above its ceiling is noise (see WriteMarkdown); the axis
+	// stops at maxAxis so that it does not flatten every other bar, and
+	// such a bar is drawn to the top, its value in its title.
+	maxV = math.Min(math.Ceil(maxV*4)/4, maxAxis)
 	x := left + storeGap/2
 	for i, g := range groups {
 		if i > 0 {
@@ -512,8 +518,9 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	for i, g := range groups {
 		bx := g.x0
 		for _, br := range g.bars {
+			v := math.Min(br.v, maxV)
 			p(`<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
-				bx, y(br.v), barW, y(0)-y(br.v), br.color, esc(br.title))
+				bx, y(v), barW, y(0)-y(v), br.color, esc(br.title))
 			bx += barW + barGap
 		}
 		p(`<text x="%.1f" y="%.0f" text-anchor="middle" font-size="9">%s</text>`+"\n", (g.x0+g.x1)/2, y(0)+13, esc(fmt.Sprintf("%dd", g.d)))

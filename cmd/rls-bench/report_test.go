@@ -190,6 +190,7 @@ func TestWriteSVG(t *testing.T) {
 	rep := sampleReport()
 	rep.Cells[0].Strategy = "a<b>&c" // escaped, unknown colour
 	rep.Cells[1].Result.RPS = 13000  // a ratio above 1 stretches the axis
+	rep.Cells[2].Result.RPS = 90000  // a ratio of 9 (noise) does not stretch it beyond maxAxis
 	var b bytes.Buffer
 	if err := WriteSVG(&b, rep); err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func TestWriteSVG(t *testing.T) {
 		t.Errorf("%d bar titles, want %d", els["title"], len(rep.Cells)+refs)
 	}
 	s := b.String()
-	for _, want := range []string{"memory", "memcached", "stroke-dasharray", ">1.50<", "a&lt;b&gt;&amp;c", referenceLabel} {
+	for _, want := range []string{"memory", "memcached", "stroke-dasharray", ">2.00<", "a&lt;b&gt;&amp;c", referenceLabel, "9.00×"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("svg lacks %q", want)
 		}
