@@ -36,6 +36,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 ## bench: the reproducible benchmark matrix; rewrites docs/benchmarks.md and docs/img/benchmarks.svg
+## (also runs envoyproxy/ratelimit on the same stores: bench/ensure-ratelimit.sh installs its pinned version)
 bench:
 	$(GO) run ./cmd/rls-bench matrix
 

@@ -275,7 +275,11 @@ func TestEnvoyGatewayEndToEnd(t *testing.T) {
 
 	// Metrics on PROMETHEUS_ADDR, at /metrics.
 	body := get(t, "http://"+promAddr+"/metrics")
-	for _, want := range []string{"envoy_rls_request_duration_seconds", "envoy_rls_config_loads_total", "envoy_rls_rule_over_limit_total"} {
+	// USE_PROMETHEUS=true also exports the reference's names, which
+	// Envoy Gateway's dashboards query.
+	for _, want := range []string{"envoy_rls_request_duration_seconds", "envoy_rls_config_loads_total", "envoy_rls_rule_over_limit_total",
+		`ratelimit_service_rate_limit_over_limit{domain="edge"`, `ratelimit_service_rate_limit_total_hits{domain="edge"`,
+		"ratelimit_service_total_requests", "ratelimit_service_config_load_success"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("PROMETHEUS_ADDR /metrics lacks %s", want)
 		}

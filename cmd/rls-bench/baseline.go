@@ -13,6 +13,9 @@ import (
 type BaselineCell struct {
 	RPSRatio float64 `json:"rps_ratio"`
 	P99Ratio float64 `json:"p99_ratio"`
+	// RefRatio is the throughput over envoyproxy/ratelimit's on the same
+	// store in the same run; absent when the reference did not run.
+	RefRatio float64 `json:"ref_ratio,omitempty"`
 }
 
 // Baseline is what bench/baseline.json records of a quick matrix: each
@@ -29,7 +32,7 @@ type Baseline struct {
 func BaselineOf(rep *Report) Baseline {
 	b := Baseline{Date: rep.Date, Machine: rep.Machine, Command: rep.Command, Cells: map[string]BaselineCell{}}
 	for _, c := range rep.Cells {
-		b.Cells[c.ID()] = BaselineCell{RPSRatio: round3(c.RPSRatio()), P99Ratio: round3(c.P99Ratio())}
+		b.Cells[c.ID()] = BaselineCell{RPSRatio: round3(c.RPSRatio()), P99Ratio: round3(c.P99Ratio()), RefRatio: round3(c.RefRatio())}
 	}
 	if rep.Memory != nil {
 		b.HeapBytesPerKey = round3(rep.Memory.HeapBytesPerKey)
@@ -113,6 +116,11 @@ func Compare(base, cur Baseline, m Margins) []Comparison {
 		if m.RPS > 0 {
 			out = append(out, Comparison{Cell: id, Figure: "rps ratio", Baseline: b.RPSRatio, Current: c.RPSRatio,
 				Missing: !ok, Regressed: !ok || c.RPSRatio < b.RPSRatio*(1-m.RPS)})
+		}
+		if m.RPS > 0 && b.RefRatio > 0 {
+			// Against the reference: the same margin as the ceiling ratio.
+			out = append(out, Comparison{Cell: id, Figure: "ref ratio", Baseline: b.RefRatio, Current: c.RefRatio,
+				Missing: !ok || c.RefRatio == 0, Regressed: !ok || c.RefRatio < b.RefRatio*(1-m.RPS)})
 		}
 		if m.P99 > 0 {
 			out = append(out, Comparison{Cell: id, Figure: "p99 ratio", Baseline: b.P99Ratio, Current: c.P99Ratio,

@@ -30,7 +30,16 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 	}
 	m := Margins{RPS: 0.15, P99: 0.5, Memory: 0.15}
 	cs := Compare(base, back, m)
-	if want := 2*len(base.Cells) + 1; len(cs) != want {
+	refs := 0
+	for _, c := range base.Cells {
+		if c.RefRatio > 0 {
+			refs++
+		}
+	}
+	if refs == 0 {
+		t.Fatal("the sample baseline has no reference ratio")
+	}
+	if want := 2*len(base.Cells) + refs + 1; len(cs) != want {
 		t.Fatalf("%d comparisons, want %d", len(cs), want)
 	}
 	if r := Regressions(cs); len(r) != 0 {
@@ -41,6 +50,12 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 	cur.Cells["redis/d1/k1k/gcra"] = BaselineCell{RPSRatio: 0.43, P99Ratio: 3}    // 14% down: within the margin
 	cur.Cells["memory/d1/k1k/gcra"] = BaselineCell{RPSRatio: 0.76, P99Ratio: 1.1} // 16% down: regressed
 	cur.Cells["memcached/d1/k1k/gcra"] = BaselineCell{RPSRatio: 0.55, P99Ratio: 4.6}
+	rc := cur.Cells["redis/d1/k1k/fixed_window"]
+	rc.RefRatio *= 0.8 // 20% down against the reference: regressed
+	cur.Cells["redis/d1/k1k/fixed_window"] = rc
+	mc := cur.Cells["memcached/d3/k1k/fixed_window"]
+	mc.RefRatio = 0 // the reference did not run: missing
+	cur.Cells["memcached/d3/k1k/fixed_window"] = mc
 	delete(cur.Cells, "redis/d3/k1M/gcra")
 	cur.Cells["new/d1/k1k/gcra"] = BaselineCell{RPSRatio: 0.1}
 	cur.HeapBytesPerKey = 116
@@ -49,11 +64,13 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 		got[c.Cell+" "+c.Figure] = true
 	}
 	want := map[string]bool{
-		"memory/d1/k1k/gcra rps ratio":    true,
-		"memcached/d1/k1k/gcra p99 ratio": true,
-		"redis/d3/k1M/gcra rps ratio":     true,
-		"redis/d3/k1M/gcra p99 ratio":     true,
-		"memory store bytes/key":          true,
+		"memory/d1/k1k/gcra rps ratio":            true,
+		"memcached/d1/k1k/gcra p99 ratio":         true,
+		"redis/d3/k1M/gcra rps ratio":             true,
+		"redis/d3/k1M/gcra p99 ratio":             true,
+		"memory store bytes/key":                  true,
+		"redis/d1/k1k/fixed_window ref ratio":     true,
+		"memcached/d3/k1k/fixed_window ref ratio": true,
 	}
 	if len(got) != len(want) {
 		t.Errorf("regressions %v, want %v", got, want)
@@ -64,7 +81,7 @@ func TestBaselineRoundTripAndCompare(t *testing.T) {
 		}
 	}
 	// Zero margins switch comparisons off.
-	if cs := Compare(base, cur, Margins{RPS: 0.15}); len(cs) != len(base.Cells) {
+	if cs := Compare(base, cur, Margins{RPS: 0.15}); len(cs) != len(base.Cells)+refs {
 		t.Errorf("rps only: %d comparisons", len(cs))
 	}
 	if _, err := ReadBaseline(filepath.Join(t.TempDir(), "none.json")); err == nil {

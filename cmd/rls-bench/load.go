@@ -49,6 +49,9 @@ type LoadConfig struct {
 	Keys   []string
 	// Seed makes the key draws reproducible.
 	Seed uint64
+	// Probe, when set, names the processes whose CPU time per request the
+	// run reports (Result.ServiceCPUUS and StoreCPUUS).
+	Probe *CPUProbe
 }
 
 // DefaultLoadConfig returns the defaults of `rls-bench load`.
@@ -121,6 +124,11 @@ type Result struct {
 	P99US       float64 `json:"p99_us"`
 	P999US      float64 `json:"p999_us"`
 	MaxUS       float64 `json:"max_us"`
+	// ServiceCPUUS and StoreCPUUS are the CPU time (user and system, from
+	// /proc) of the service and of the store's servers during the
+	// measured part, in microseconds per request; 0 when not probed.
+	ServiceCPUUS float64 `json:"service_cpu_us_per_req,omitempty"`
+	StoreCPUUS   float64 `json:"store_cpu_us_per_req,omitempty"`
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -294,6 +302,7 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 	timer := time.NewTimer(c.Warmup)
 	defer timer.Stop()
 	start := time.Now()
+	cpuBefore := c.Probe.sample()
 	if ks.dist == DistSeq {
 		timer.Reset(c.Warmup + c.Duration)
 	} else {
@@ -304,6 +313,7 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 		}
 		phase.Store(phaseMeasure)
 		start = time.Now()
+		cpuBefore = c.Probe.sample()
 		timer.Reset(c.Duration)
 	}
 	select {
@@ -313,6 +323,7 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 	}
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
+	cpuAfter := c.Probe.sample()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -332,7 +343,9 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 			first = w.first
 		}
 	}
-	return newResult(c, &h, elapsed, ok, over, errs, first), nil
+	r := newResult(c, &h, elapsed, ok, over, errs, first)
+	r.ServiceCPUUS, r.StoreCPUUS = perRequest(cpuBefore, cpuAfter, r.Requests)
+	return r, nil
 }
 
 // loadFlags binds the flags of `rls-bench load` to c. Call the returned

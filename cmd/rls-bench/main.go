@@ -146,6 +146,8 @@ func matrixFlags(fs *flag.FlagSet, c *MatrixConfig) (finish func() error) {
 	fs.StringVar(&c.EnvoyRLS, "envoy-rls", c.EnvoyRLS, "a prebuilt envoy-rls binary (default: go build ./cmd/envoy-rls)")
 	serveArgs := fs.String("serve-args", strings.Join(c.ServeArgs, " "), "extra `envoy-rls serve` flags, space-separated")
 	fs.IntVar(&c.Repeats, "repeats", c.Repeats, "(ceiling, cell) pairs per cell; the median throughput ratio is kept")
+	fs.BoolVar(&c.Reference, "reference", c.Reference, "also run envoyproxy/ratelimit (the reference) on redis, redis-cluster and memcached with the fixed_window load (installed by bench/ensure-ratelimit.sh)")
+	fs.StringVar(&c.ReferenceBin, "reference-bin", c.ReferenceBin, "a prebuilt envoyproxy/ratelimit service binary (default: bench/ensure-ratelimit.sh, which installs the pinned version)")
 	fs.BoolVar(&c.CeilingPerCell, "ceiling-per-cell", c.CeilingPerCell, "measure the ceiling right before every cell (false: once per store, descriptors and keys)")
 	return func() error {
 		var err error

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,6 +83,13 @@ type MatrixConfig struct {
 	Repeats int
 	// Quick records that this is the trimmed matrix of bench-check.
 	Quick bool
+	// Reference runs envoyproxy/ratelimit (the reference service) on the
+	// same store as envoy-rls, with the same load right after each of its
+	// fixed_window cells on redis, redis-cluster and memcached.
+	Reference bool
+	// ReferenceBin is a prebuilt reference binary; empty runs
+	// bench/ensure-ratelimit.sh, which installs the pinned version.
+	ReferenceBin string
 }
 
 // DefaultMatrixConfig returns the standard (full) matrix.
@@ -104,6 +112,7 @@ func DefaultMatrixConfig() MatrixConfig {
 		// matrix measures capacity, not the failure mode.
 		ServeArgs:      []string{"--store-timeout", "250ms"},
 		CeilingPerCell: true,
+		Reference:      true,
 	}
 }
 
@@ -131,6 +140,31 @@ type Cell struct {
 	Strategy    string `json:"strategy"`
 	Result      Result `json:"result"`
 	Ceiling     Result `json:"ceiling"`
+	// Reference is envoyproxy/ratelimit's run with the same load on the
+	// same store right after Result; nil when the reference did not run.
+	Reference *Result `json:"reference,omitempty"`
+}
+
+// RefRatio is the cell's throughput over the reference's (0 without a
+// reference run).
+func (c Cell) RefRatio() float64 {
+	if c.Reference == nil {
+		return 0
+	}
+	return ratio(c.Result.RPS, c.Reference.RPS)
+}
+
+// CPUPerDecision is the CPU time of the service and its store's servers
+// per request, in microseconds (0 when not measured).
+func (r Result) CPUPerDecision() float64 { return r.ServiceCPUUS + r.StoreCPUUS }
+
+// CPURatio is envoy-rls's CPU per decision (service and store) over the
+// reference's (0 without a reference run or CPU figures).
+func (c Cell) CPURatio() float64 {
+	if c.Reference == nil {
+		return 0
+	}
+	return ratio(c.Result.CPUPerDecision(), c.Reference.CPUPerDecision())
 }
 
 // ID names the cell in baselines: store/d<descriptors>/k<keys>/strategy.
@@ -184,26 +218,75 @@ type Report struct {
 	Problems []string      `json:"problems,omitempty"`
 }
 
-// storeFlags starts the servers store needs (owned by h) and returns the
-// `envoy-rls serve` flags that use them.
-func storeFlags(h *harness, store string) ([]string, error) {
+// storeEnv is a started store: the `envoy-rls serve` flags that use it,
+// the process ids of its servers (for CPU figures) and the reference's
+// environment variables that use it (nil: the reference has no such
+// store).
+type storeEnv struct {
+	flags  []string
+	pids   []int
+	refEnv []string
+	redis  *testservers.Server // the single node of store "redis"
+}
+
+// startStore starts the servers store needs (owned by h).
+func startStore(h *harness, store string) (storeEnv, error) {
 	switch store {
 	case "memory":
-		return []string{"--store", "memory", "--memory-max-keys", "4000000"}, nil
+		return storeEnv{flags: []string{"--store", "memory", "--memory-max-keys", "4000000"}}, nil
 	case "redis":
 		r := testservers.Redis(h)
-		return []string{"--store", "redis", "--redis-url", "redis://" + r.Addr}, nil
+		pid, err := redisPID(r)
+		if err != nil {
+			return storeEnv{}, err
+		}
+		return storeEnv{
+			flags:  []string{"--store", "redis", "--redis-url", "redis://" + r.Addr},
+			pids:   []int{pid},
+			refEnv: []string{"BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=single", "REDIS_URL=" + r.Addr},
+			redis:  r,
+		}, nil
 	case "redis-cluster":
 		c := testservers.RedisCluster(h)
-		return []string{"--store", "redis", "--redis-mode", "cluster", "--redis-addrs", strings.Join(c.Addrs(), ",")}, nil
-	case "memcached":
-		addr, err := startMemcached(h, 1024)
-		if err != nil {
-			return nil, err
+		var pids []int
+		for _, n := range c.Nodes {
+			pid, err := redisPID(n)
+			if err != nil {
+				return storeEnv{}, err
+			}
+			pids = append(pids, pid)
 		}
-		return []string{"--store", "memcached", "--memcached-servers", addr}, nil
+		addrs := strings.Join(c.Addrs(), ",")
+		return storeEnv{
+			flags:  []string{"--store", "redis", "--redis-mode", "cluster", "--redis-addrs", addrs},
+			pids:   pids,
+			refEnv: []string{"BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=cluster", "REDIS_URL=" + addrs},
+		}, nil
+	case "memcached":
+		addr, pid, err := startMemcached(h, 1024)
+		if err != nil {
+			return storeEnv{}, err
+		}
+		return storeEnv{
+			flags:  []string{"--store", "memcached", "--memcached-servers", addr},
+			pids:   []int{pid},
+			refEnv: []string{"BACKEND_TYPE=memcache", "MEMCACHE_HOST_PORT=" + addr},
+		}, nil
 	}
-	return nil, fmt.Errorf("rls-bench: unknown store %q (want %s)", store, strings.Join(allStores, ", "))
+	return storeEnv{}, fmt.Errorf("rls-bench: unknown store %q (want %s)", store, strings.Join(allStores, ", "))
+}
+
+// redisPID returns the process id of the redis-server r, from INFO.
+func redisPID(r *testservers.Server) (int, error) {
+	v, ok, err := r.Info("server", "process_id")
+	if err != nil || !ok {
+		return 0, fmt.Errorf("rls-bench: redis %s: no process_id in INFO server (%v)", r.Addr, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("rls-bench: redis %s: process_id %q: %w", r.Addr, v, err)
+	}
+	return pid, nil
 }
 
 // RunMatrix runs every cell of c, each store's cells against one
@@ -229,9 +312,16 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 	if err := os.WriteFile(rules, []byte(benchRules), 0o600); err != nil {
 		return nil, fmt.Errorf("rls-bench: %w", err)
 	}
-	noop, err := startNoop(ctx, h)
+	noopProc, noop, err := startNoop(ctx, h)
 	if err != nil {
 		return nil, err
+	}
+	noopProbe := &CPUProbe{Service: []int{noopProc.pid()}}
+	refBin := ""
+	if c.Reference {
+		if refBin, err = ensureReference(ctx, c.ReferenceBin, log); err != nil {
+			return nil, err
+		}
 	}
 	// One key space per cardinality, built once: its values are shared by
 	// every run (a uniform draw needs no state beyond each worker's).
@@ -241,12 +331,12 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 			return nil, err
 		}
 	}
-	load := func(target string, d, n int, keys []string, seed uint64) (Result, error) {
+	load := func(target string, probe *CPUProbe, d, n int, keys []string, seed uint64) (Result, error) {
 		lc := DefaultLoadConfig()
 		lc.Target, lc.Concurrency, lc.Connections = target, c.Concurrency, c.Connections
 		lc.Duration, lc.Warmup = c.Duration, c.Warmup
 		lc.Descriptors, lc.Cardinality, lc.Dist, lc.ZipfS = d, n, c.Dist, c.ZipfS
-		lc.Keys, lc.Seed = keys, seed
+		lc.Keys, lc.Seed, lc.Probe = keys, seed, probe
 		if err := lc.Validate(); err != nil {
 			return Result{}, err
 		}
@@ -255,15 +345,25 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 
 	for _, store := range c.Stores {
 		sh := h.child()
-		flags, err := storeFlags(sh, store)
+		env, err := startStore(sh, store)
 		if err != nil {
 			sh.Close()
 			return nil, err
 		}
-		rls, err := startEnvoyRLS(ctx, sh, bin, rules, append(flags, c.ServeArgs...)...)
+		rls, err := startEnvoyRLS(ctx, sh, bin, rules, append(env.flags, c.ServeArgs...)...)
 		if err != nil {
 			sh.Close()
 			return nil, err
+		}
+		rlsProbe := &CPUProbe{Service: []int{rls.pid()}, Store: env.pids}
+		var ref *refProcess
+		var refProbe *CPUProbe
+		if c.Reference && env.refEnv != nil && contains(c.Strategies, referenceStrategy) {
+			if ref, err = startReference(ctx, sh, refBin, dir, env.refEnv); err != nil {
+				sh.Close()
+				return nil, err
+			}
+			refProbe = &CPUProbe{Service: []int{ref.pid()}, Store: env.pids}
 		}
 		seed := uint64(1)
 		for _, d := range c.Descriptors {
@@ -276,7 +376,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 					for range max(c.Repeats, 1) {
 						if i == 0 || c.CeilingPerCell || c.Repeats > 1 {
 							seed++
-							if ceil, err = load(noop, d, n, strategyKeys(strat), seed); err != nil {
+							if ceil, err = load(noop, noopProbe, d, n, strategyKeys(strat), seed); err != nil {
 								sh.Close()
 								return nil, err
 							}
@@ -284,27 +384,47 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 								"ceiling", d, shortCount(n), "", ceil.RPS, ceil.P50US, ceil.P99US)
 						}
 						seed++
-						res, err := load(rls.GRPCAddr, d, n, strategyKeys(strat), seed)
+						res, err := load(rls.GRPCAddr, rlsProbe, d, n, strategyKeys(strat), seed)
 						if err != nil {
 							sh.Close()
 							return nil, err
 						}
-						runs = append(runs, Cell{Store: store, Descriptors: d, Cardinality: n, Strategy: strat, Result: res, Ceiling: ceil})
+						cell := Cell{Store: store, Descriptors: d, Cardinality: n, Strategy: strat, Result: res, Ceiling: ceil}
+						if ref != nil && strat == referenceStrategy {
+							// The same load (the same seed: the same keys in the
+							// same order) right after envoy-rls's.
+							rr, err := load(ref.GRPCAddr, refProbe, d, n, strategyKeys(strat), seed)
+							if err != nil {
+								sh.Close()
+								return nil, err
+							}
+							cell.Reference = &rr
+							fmt.Fprintf(log, "%-13s d=%d keys=%-4s %-13s %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  cpu %5.1f+%5.1fµs/req  envoy-rls ×%.2f rps, cpu %5.1f+%5.1fµs/req\n",
+								"reference", d, shortCount(n), strat, rr.RPS, rr.P50US, rr.P99US, rr.ServiceCPUUS, rr.StoreCPUUS,
+								cell.RefRatio(), res.ServiceCPUUS, res.StoreCPUUS)
+						}
+						runs = append(runs, cell)
 					}
 					sort.Slice(runs, func(a, b int) bool { return runs[a].RPSRatio() < runs[b].RPSRatio() })
 					cell := runs[len(runs)/2]
 					res := cell.Result
 					rep.Cells = append(rep.Cells, cell)
-					fmt.Fprintf(log, "%-13s d=%d keys=%-4s %-13s %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  ×%.2f rps  ×%.2f p99  errors %d\n",
-						store, d, shortCount(n), strat, res.RPS, res.P50US, res.P99US, cell.RPSRatio(), cell.P99Ratio(), res.Errors)
+					fmt.Fprintf(log, "%-13s d=%d keys=%-4s %-13s %8.0f req/s  p50 %6.0fµs  p99 %6.0fµs  ×%.2f rps  ×%.2f p99  cpu %5.1f+%5.1fµs/req  errors %d\n",
+						store, d, shortCount(n), strat, res.RPS, res.P50US, res.P99US, cell.RPSRatio(), cell.P99Ratio(), res.ServiceCPUUS, res.StoreCPUUS, res.Errors)
 					if res.Errors > 0 {
 						rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d errors (first: %s)", cell.ID(), res.Errors, res.FirstError))
+					}
+					if r := cell.Reference; r != nil && r.Errors > 0 {
+						rep.Problems = append(rep.Problems, fmt.Sprintf("%s, reference: %d errors (first: %s)", cell.ID(), r.Errors, r.FirstError))
 					}
 				}
 			}
 		}
 		if rls.exited() {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("envoy-rls (%s) exited during the run:\n%s", store, rls.out.String()))
+		}
+		if ref != nil && ref.exited() {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("envoyproxy/ratelimit (%s) exited during the run:\n%s", store, ref.out.String()))
 		}
 		sh.Close()
 	}

@@ -110,8 +110,17 @@ type process struct {
 
 // startProcess starts bin with args; h stops it at Close.
 func startProcess(h *harness, name, bin string, args ...string) (*process, error) {
+	return startProcessEnv(h, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env added to this process's
+// environment.
+func startProcessEnv(h *harness, name string, env []string, bin string, args ...string) (*process, error) {
 	p := &process{name: name, cmd: exec.Command(bin, args...), out: &tailBuffer{max: 16 << 10}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("rls-bench: start %s: %w", name, err)
 	}
@@ -229,36 +238,35 @@ func startEnvoyRLS(ctx context.Context, h *harness, bin, rules string, extra ...
 
 // startNoop runs this program's `noop` command as a child process (a
 // process of its own, as envoy-rls is) and waits until it serves.
-func startNoop(ctx context.Context, h *harness) (string, error) {
+func startNoop(ctx context.Context, h *harness) (*process, string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("rls-bench: own executable: %w", err)
+		return nil, "", fmt.Errorf("rls-bench: own executable: %w", err)
 	}
 	addr, err := freeLoopback()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	p, err := startProcess(h, "rls-bench noop", self, "noop", "-addr", addr)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if err := waitServing(ctx, addr, p, 10*time.Second); err != nil {
 		p.stop()
-		return "", err
+		return nil, "", err
 	}
-	return addr, nil
+	return p, addr, nil
 }
+
+// pid returns the process's id.
+func (p *process) pid() int { return p.cmd.Process.Pid }
 
 // buildEnvoyRLS builds ./cmd/envoy-rls of the module in the working
 // directory (as `make build` does) into dir and returns the binary.
 func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	root, err := moduleRoot(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rls-bench: go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if root == "." || root == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return "", errors.New("rls-bench: not inside the envoy-rls module: run from the repository")
+		return "", err
 	}
 	bin := filepath.Join(dir, "envoy-rls")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags=vtprotobuf", "-o", bin, "./cmd/envoy-rls")
@@ -271,13 +279,27 @@ func buildEnvoyRLS(ctx context.Context, dir string, log io.Writer) (string, erro
 	return bin, nil
 }
 
+// moduleRoot returns the root directory of the module in the working
+// directory.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("rls-bench: go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if root == "." || root == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return "", errors.New("rls-bench: not inside the envoy-rls module: run from the repository")
+	}
+	return root, nil
+}
+
 // startMemcached starts a memcached on a free loopback port with memSize
 // MB of item memory (testservers.MemcachedWith, as the tests start theirs)
-// and returns its address once it answers; h stops it, and a memcached
+// and returns its address and process id once it answers; h stops it, and a memcached
 // that cannot start fails h.
-func startMemcached(h *harness, memSize int) (string, error) {
+func startMemcached(h *harness, memSize int) (string, int, error) {
 	s := testservers.MemcachedWith(h, testservers.MemcachedOptions{MemoryMB: memSize, Connections: 4096})
-	return s.Addr, nil
+	return s.Addr, s.Pid(), nil
 }
 
 // scrapeMetrics reads the Prometheus text exposition at url into a map

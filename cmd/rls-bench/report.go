@@ -126,8 +126,47 @@ func EvaluateTargets(rep *Report) []Target {
 		t.Got, t.Verdict = fmt.Sprintf("%.2f× (worst cell: %s)", v, c.ID()), verdict(v <= 1.2)
 	}
 	ts = append(ts, t)
-	floor("redis", "redis (single)", 0.6)
-	floor("memcached", "memcached", 0.5)
+	floor("redis", "redis (single)", 0.7)
+	t = Target{Name: "redis (single): p99 latency", Goal: "≤ 1.20× ceiling p99", Verdict: NotMeasured, Got: "—"}
+	if c, v, ok := worst(rep.Cells, store("redis"), Cell.P99Ratio, true); ok {
+		t.Got, t.Verdict = fmt.Sprintf("%.2f× (worst cell: %s)", v, c.ID()), verdict(v <= 1.2)
+	}
+	ts = append(ts, t)
+	d1floor := func(s, label string, want float64) {
+		t := Target{Name: label + ": throughput, 1 descriptor", Goal: fmt.Sprintf("≥ %.2f× ceiling rps", want), Verdict: NotMeasured, Got: "—"}
+		keep := func(c Cell) bool { return c.Store == s && c.Descriptors == 1 }
+		if c, v, ok := worst(rep.Cells, keep, Cell.RPSRatio, false); ok {
+			t.Got, t.Verdict = fmt.Sprintf("%.2f× (worst cell: %s)", v, c.ID()), verdict(v >= want)
+		}
+		ts = append(ts, t)
+	}
+	d1floor("redis-cluster", "redis-cluster", 0.5)
+	d1floor("memcached", "memcached", 0.5)
+
+	// Against the reference (envoyproxy/ratelimit) on the same store, in
+	// the same run: throughput, and CPU per decision (service and store).
+	hasRef := func(s string) func(Cell) bool {
+		return func(c Cell) bool { return c.Store == s && c.Reference != nil }
+	}
+	vsRef := func(s, label string, want float64) {
+		t := Target{Name: label + ": against the reference", Goal: fmt.Sprintf("≥ %.2f× envoyproxy/ratelimit's rps", want), Verdict: NotMeasured, Got: "—"}
+		if c, v, ok := worst(rep.Cells, hasRef(s), Cell.RefRatio, false); ok {
+			t.Got, t.Verdict = fmt.Sprintf("%.2f× (worst cell: %s)", v, c.ID()), verdict(v >= want)
+		}
+		ts = append(ts, t)
+	}
+	vsRef("redis", "redis (single)", 2.0)
+	t = Target{Name: "redis (single): CPU per decision", Goal: "≤ 0.50× envoyproxy/ratelimit's (service + redis-server)", Verdict: NotMeasured, Got: "—"}
+	cpuKnown := func(c Cell) bool {
+		return c.Store == "redis" && c.Reference != nil && c.Result.CPUPerDecision() > 0 && c.Reference.CPUPerDecision() > 0
+	}
+	if c, v, ok := worst(rep.Cells, cpuKnown, Cell.CPURatio, true); ok {
+		t.Got = fmt.Sprintf("%.2f× (worst cell: %s, %.0f µs against %.0f µs)", v, c.ID(), c.Result.CPUPerDecision(), c.Reference.CPUPerDecision())
+		t.Verdict = verdict(v <= 0.5)
+	}
+	ts = append(ts, t)
+	vsRef("redis-cluster", "redis-cluster", 1.0)
+	vsRef("memcached", "memcached", 1.0)
 
 	// 1M keys against 1k keys: throughput ratios (each over its own
 	// ceiling, which cancels the drift of a shared machine).
@@ -276,15 +315,17 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 		}
 		p("\n")
 	}
+	writeReferenceTable(p, rep)
 	p("## Throughput against the ceiling\n\n![throughput ratio per store, descriptors and keys](%s)\n\n", svgPath)
 	p("## All cells\n\n")
-	p("| store | descriptors | keys | strategy | req/s | p50 µs | p99 µs | ceiling req/s | ceiling p99 µs | rps ratio | p99 ratio | over | errors |\n")
-	p("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	p("CPU columns are microseconds of CPU time (user and system, from `/proc/PID/stat`) per request during the measured part: envoy-rls's own, its store's servers' (all nodes), and the no-op server's for the ceiling.\n\n")
+	p("| store | descriptors | keys | strategy | req/s | p50 µs | p99 µs | ceiling req/s | ceiling p99 µs | rps ratio | p99 ratio | CPU µs/req | store CPU µs/req | ceiling CPU µs/req | over | errors |\n")
+	p("|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, cell := range rep.Cells {
 		r := cell.Result
-		p("| %s | %d | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %d | %d |\n",
+		p("| %s | %d | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.1f | %.1f | %.1f | %d | %d |\n",
 			cell.Store, cell.Descriptors, shortCount(cell.Cardinality), cell.Strategy, r.RPS, r.P50US, r.P99US,
-			cell.Ceiling.RPS, cell.Ceiling.P99US, cell.RPSRatio(), cell.P99Ratio(), r.Over, r.Errors)
+			cell.Ceiling.RPS, cell.Ceiling.P99US, cell.RPSRatio(), cell.P99Ratio(), r.ServiceCPUUS, r.StoreCPUUS, cell.Ceiling.ServiceCPUUS, r.Over, r.Errors)
 	}
 	p("\n")
 	if m := rep.Memory; m != nil {
@@ -321,6 +362,35 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 	return err
 }
 
+// writeReferenceTable writes the section that compares envoy-rls with
+// envoyproxy/ratelimit, when the report has reference runs.
+func writeReferenceTable(p func(string, ...any), rep *Report) {
+	var cells []Cell
+	for _, c := range rep.Cells {
+		if c.Reference != nil {
+			cells = append(cells, c)
+		}
+	}
+	if len(cells) == 0 {
+		return
+	}
+	p("## envoy-rls against envoyproxy/ratelimit\n\n")
+	p("The reference rate-limit service (envoyproxy/ratelimit, installed at a pinned version by `bench/ensure-ratelimit.sh`) ran with its defaults on the same store, " +
+		"configured through its environment variables (`BACKEND_TYPE`, `REDIS_URL`, `REDIS_TYPE`, `MEMCACHE_HOST_PORT`, `USE_STATSD=false`, loopback ports) with the same fixed_window rules, " +
+		"and took the same load (the same keys in the same order) right after envoy-rls in each cell. " +
+		"`× ref` is envoy-rls's throughput over the reference's; CPU is µs of CPU time per request, the service's plus its store's servers', from `/proc/PID/stat`; " +
+		"`CPU ×` is envoy-rls's total over the reference's (lower is better).\n\n")
+	p("| store | descriptors | keys | envoy-rls req/s | reference req/s | × ref | envoy-rls p99 µs | reference p99 µs | envoy-rls CPU µs/req (service + store) | reference CPU µs/req (service + store) | CPU × |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, c := range cells {
+		r, f := c.Result, *c.Reference
+		p("| %s | %d | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f (%.1f + %.1f) | %.1f (%.1f + %.1f) | %.2f |\n",
+			c.Store, c.Descriptors, shortCount(c.Cardinality), r.RPS, f.RPS, c.RefRatio(), r.P99US, f.P99US,
+			r.CPUPerDecision(), r.ServiceCPUUS, r.StoreCPUUS, f.CPUPerDecision(), f.ServiceCPUUS, f.StoreCPUUS, c.CPURatio())
+	}
+	p("\n")
+}
+
 func maxOf(xs []int) int { _, hi := minMax(xs); return hi }
 func minOf(xs []int) int { lo, _ := minMax(xs); return lo }
 
@@ -332,7 +402,16 @@ var strategyColors = map[string]string{
 }
 
 // storeTargets are the throughput goals drawn on the chart.
-var storeTargets = map[string]float64{"memory": 0.85, "redis": 0.6, "memcached": 0.5}
+var storeTargets = map[string]float64{"memory": 0.85, "redis": 0.7, "redis-cluster": 0.5, "memcached": 0.5}
+
+// maxAxis is the highest ratio the chart's axis shows.
+const maxAxis = 2.0
+
+// referenceColor is the colour of the reference's bars on the chart.
+const referenceColor = "#9e9e9e"
+
+// referenceLabel names the reference's bars on the chart.
+const referenceLabel = "envoyproxy/ratelimit (fixed_window)"
 
 // WriteSVG draws the throughput ratio of every cell as a bar, grouped by
 // store, then descriptors and keys, one colour per strategy, with the
@@ -346,13 +425,19 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	)
 	// Order: stores as run, then descriptors, keys and strategies as
 	// configured.
+	type bar struct {
+		v     float64
+		color string
+		title string
+	}
 	type group struct {
 		store    string
 		d, n     int
-		cells    []Cell
+		bars     []bar
 		x0, x1   float64
 		newStore bool
 	}
+	hasRef := false
 	var groups []*group
 	index := map[string]*group{}
 	maxV := 1.0
@@ -364,10 +449,20 @@ func WriteSVG(w io.Writer, rep *Report) error {
 			index[k] = g
 			groups = append(groups, g)
 		}
-		g.cells = append(g.cells, c)
-		maxV = math.Max(maxV, c.RPSRatio())
+		v := c.RPSRatio()
+		g.bars = append(g.bars, bar{v, colorOf(c.Strategy), fmt.Sprintf("%s: %.2f× (%.0f req/s, p99 %.0f µs)", c.ID(), v, c.Result.RPS, c.Result.P99US)})
+		maxV = math.Max(maxV, v)
+		if r := c.Reference; r != nil {
+			hasRef = true
+			v := ratio(r.RPS, c.Ceiling.RPS)
+			g.bars = append(g.bars, bar{v, referenceColor, fmt.Sprintf("%s, envoyproxy/ratelimit: %.2f× (%.0f req/s, p99 %.0f µs)", c.ID(), v, r.RPS, r.P99US)})
+			maxV = math.Max(maxV, v)
+		}
 	}
-	maxV = math.Ceil(maxV*4) / 4
+	// A cell far above its ceiling is noise (see WriteMarkdown); the axis
+	// stops at maxAxis so that it does not flatten every other bar, and
+	// such a bar is drawn to the top, its value in its title.
+	maxV = math.Min(math.Ceil(maxV*4)/4, maxAxis)
 	x := left + storeGap/2
 	for i, g := range groups {
 		if i > 0 {
@@ -381,7 +476,7 @@ func WriteSVG(w io.Writer, rep *Report) error {
 			g.newStore = true
 		}
 		g.x0 = x
-		x += float64(len(g.cells))*(barW+barGap) - barGap
+		x += float64(len(g.bars))*(barW+barGap) - barGap
 		g.x1 = x
 	}
 	width := math.Max(x+storeGap/2+right, 480)
@@ -406,6 +501,9 @@ func WriteSVG(w io.Writer, rep *Report) error {
 		p(`<rect x="%.0f" y="44" width="10" height="10" fill="%s"/><text x="%.0f" y="53">%s</text>`+"\n", lx, colorOf(s), lx+14, esc(s))
 		lx += 14 + 7*float64(len(s)) + 16
 	}
+	if hasRef {
+		p(`<rect x="%.0f" y="44" width="10" height="10" fill="%s"/><text x="%.0f" y="53">%s</text>`+"\n", lx, referenceColor, lx+14, esc(referenceLabel))
+	}
 	// Grid and axis.
 	for v := 0.0; v <= maxV+1e-9; v += 0.25 {
 		stroke := "#e0e0e0"
@@ -419,10 +517,10 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	// Bars and labels.
 	for i, g := range groups {
 		bx := g.x0
-		for _, c := range g.cells {
-			v := c.RPSRatio()
+		for _, br := range g.bars {
+			v := math.Min(br.v, maxV)
 			p(`<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
-				bx, y(v), barW, y(0)-y(v), colorOf(c.Strategy), esc(fmt.Sprintf("%s: %.2f× (%.0f req/s, p99 %.0f µs)", c.ID(), v, c.Result.RPS, c.Result.P99US)))
+				bx, y(v), barW, y(0)-y(v), br.color, esc(br.title))
 			bx += barW + barGap
 		}
 		p(`<text x="%.1f" y="%.0f" text-anchor="middle" font-size="9">%s</text>`+"\n", (g.x0+g.x1)/2, y(0)+13, esc(fmt.Sprintf("%dd", g.d)))

@@ -39,6 +39,18 @@ func sampleReport() *Report {
 				cell("memcached", d, 1_000_000, s, 5400, p50*2, 3000, 10000, 1000))
 		}
 	}
+	for i, c := range rep.Cells {
+		if c.Strategy != referenceStrategy || c.Cardinality != 1000 {
+			continue
+		}
+		switch c.Store {
+		case "redis":
+			rep.Cells[i].Result.ServiceCPUUS, rep.Cells[i].Result.StoreCPUUS = 30, 10
+			rep.Cells[i].Reference = &Result{RPS: 2600, P99US: 4000, ServiceCPUUS: 80, StoreCPUUS: 20}
+		case "memcached":
+			rep.Cells[i].Reference = &Result{RPS: 5000, P99US: 4000}
+		}
+	}
 	return rep
 }
 
@@ -66,13 +78,19 @@ func TestEvaluateTargets(t *testing.T) {
 		got[tg.Name] = tg
 	}
 	want := map[string]string{
-		"memory store: throughput":   Met,    // worst 0.88
-		"memory store: p99 latency":  Met,    // worst 1.15
-		"redis (single): throughput": NotMet, // worst 0.35
-		"memcached: throughput":      Met,    // worst 0.54
-		"key cardinality":            NotMet, // redis 0.35 / 0.5 = 0.7
-		"descriptors per request":    Met,    // ×1.5 for ×3
-		"memory per tracked key":     Met,    // 100 bytes
+		"memory store: throughput":                Met,         // worst 0.88
+		"memory store: p99 latency":               Met,         // worst 1.15
+		"redis (single): throughput":              NotMet,      // worst 0.35
+		"redis (single): p99 latency":             NotMet,      // 3.0
+		"redis-cluster: throughput, 1 descriptor": NotMeasured, // no cells
+		"memcached: throughput, 1 descriptor":     Met,         // worst 0.54
+		"redis (single): against the reference":   NotMet,      // 5000 / 2600
+		"redis (single): CPU per decision":        Met,         // 40 / 100
+		"redis-cluster: against the reference":    NotMeasured,
+		"memcached: against the reference":        Met,    // 5500 / 5000
+		"key cardinality":                         NotMet, // redis 0.35 / 0.5 = 0.7
+		"descriptors per request":                 Met,    // ×1.5 for ×3
+		"memory per tracked key":                  Met,    // 100 bytes
 	}
 	if len(got) != len(want) {
 		t.Fatalf("targets: %v", got)
@@ -126,17 +144,26 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"# Benchmarks", "go run ./cmd/rls-bench matrix", "| CPU | Test CPU <x> |", "| Go | go1.26 |",
 		"2026-01-02", "![throughput ratio per store, descriptors and keys](img/benchmarks.svg)",
-		"| redis (single): throughput | ≥ 0.60× ceiling rps | 0.35×", "❌ **not met**", "✅ met",
-		"**Not met in this run:**", "- redis (single): throughput: the goal is ≥ 0.60× ceiling rps",
-		"| memory | 3 | 1M | gcra | 8800 | 300 | 1150 | 10000 | 1000 | 0.88 | 1.15 | 0 | 0 |",
+		"| redis (single): throughput | ≥ 0.70× ceiling rps | 0.35×", "❌ **not met**", "✅ met",
+		"**Not met in this run:**", "- redis (single): throughput: the goal is ≥ 0.70× ceiling rps",
+		"| memory | 3 | 1M | gcra | 8800 | 300 | 1150 | 10000 | 1000 | 0.88 | 1.15 | 0.0 | 0.0 | 0.0 | 0 | 0 |",
+		"## envoy-rls against envoyproxy/ratelimit",
+		"| redis | 1 | 1k | 5000 | 2600 | 1.92 | 3000 | 4000 | 40.0 (30.0 + 10.0) | 100.0 (80.0 + 20.0) | 0.40 |",
+		"| redis (single): CPU per decision | ≤ 0.50× envoyproxy/ratelimit's (service + redis-server) | 0.40×",
 		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench", "## What limits the figures\n\nnotes here",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
 	}
-	if got := strings.Count(md, "\n| memory |") + strings.Count(md, "\n| redis |") + strings.Count(md, "\n| memcached |"); got != len(rep.Cells) {
-		t.Errorf("%d cell rows, want %d", got, len(rep.Cells))
+	refs := 0
+	for _, c := range rep.Cells {
+		if c.Reference != nil {
+			refs++
+		}
+	}
+	if got := strings.Count(md, "\n| memory |") + strings.Count(md, "\n| redis |") + strings.Count(md, "\n| memcached |"); got != len(rep.Cells)+refs {
+		t.Errorf("%d cell rows, want %d and %d reference rows", got, len(rep.Cells), refs)
 	}
 }
 
@@ -163,6 +190,7 @@ func TestWriteSVG(t *testing.T) {
 	rep := sampleReport()
 	rep.Cells[0].Strategy = "a<b>&c" // escaped, unknown colour
 	rep.Cells[1].Result.RPS = 13000  // a ratio above 1 stretches the axis
+	rep.Cells[2].Result.RPS = 90000  // a ratio of 9 (noise) does not stretch it beyond maxAxis
 	var b bytes.Buffer
 	if err := WriteSVG(&b, rep); err != nil {
 		t.Fatal(err)
@@ -171,15 +199,25 @@ func TestWriteSVG(t *testing.T) {
 	if els["svg"] != 1 {
 		t.Fatalf("svg elements: %v", els)
 	}
-	// One bar per cell plus the background and the legend's swatches.
-	if want := len(rep.Cells) + 1 + len(strategiesOf(rep.Cells)); els["rect"] != want {
+	// One bar per cell and per reference run, plus the background and
+	// the legend's swatches (the reference has one).
+	refs := 0
+	for _, c := range rep.Cells {
+		if c.Reference != nil {
+			refs++
+		}
+	}
+	if refs == 0 {
+		t.Fatal("the sample report has no reference runs")
+	}
+	if want := len(rep.Cells) + refs + 1 + len(strategiesOf(rep.Cells)) + 1; els["rect"] != want {
 		t.Errorf("%d rects, want %d", els["rect"], want)
 	}
-	if els["title"] != len(rep.Cells) {
-		t.Errorf("%d bar titles, want %d", els["title"], len(rep.Cells))
+	if els["title"] != len(rep.Cells)+refs {
+		t.Errorf("%d bar titles, want %d", els["title"], len(rep.Cells)+refs)
 	}
 	s := b.String()
-	for _, want := range []string{"memory", "memcached", "stroke-dasharray", ">1.50<", "a&lt;b&gt;&amp;c"} {
+	for _, want := range []string{"memory", "memcached", "stroke-dasharray", ">2.00<", "a&lt;b&gt;&amp;c", referenceLabel, "9.00×"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("svg lacks %q", want)
 		}

@@ -29,6 +29,10 @@ type MemcachedServer struct {
 	p proc
 }
 
+// Pid returns the process id of the running memcached (0 when stopped),
+// so that a benchmark can read its CPU time from /proc.
+func (m *MemcachedServer) Pid() int { return m.p.pid() }
+
 // MemcachedOptions configure MemcachedWith. The zero value is the
 // defaults.
 type MemcachedOptions struct {

@@ -26,6 +26,16 @@ type proc struct {
 	exited chan struct{} // closed when cmd has exited
 }
 
+// pid returns the process id of the running process, 0 when stopped.
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // start launches the process and waits until ready answers. Start on a
 // running process does nothing; on failure no process is left running.
 func (p *proc) start() error {

@@ -12,15 +12,28 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
-// batcher sends the Apply calls of a single node or sentinel-managed
-// master in pipelines: a fixed number of goroutines each take the calls
-// waiting in queue (up to maxBatch, after waiting window for more when it
-// is not zero) and send them as one pipeline of FCALL (or EVALSHA) commands over one
-// connection, then hand every call its result. Each command is one Apply
-// call, atomic on its own; a pipeline only shares the round trip.
+// pipeliner is what the batcher needs of a go-redis client: single
+// commands and pipelines. *redis.Client and *redis.ClusterClient (whose
+// pipelines go to every node concerned at once) satisfy it.
+type pipeliner interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+}
+
+// batcher sends script calls in pipelines: a fixed number of goroutines
+// each take the calls waiting in queue (up to maxBatch, after waiting
+// window for more when it is not zero) and send them in one pipeline,
+// then hand every call its result. On a single node or sentinel-managed
+// master the calls of a pipeline are merged into as few script calls as
+// maxOpsPerScript allows, each deciding its Apply calls one after the
+// other, each atomic on its own. In a cluster, a call is the ops of one
+// Apply call on one hash slot and stays a script call of its own (a
+// script cannot span slots); the pipeline sends the calls for each master
+// together, to every master at once.
 type batcher struct {
 	s        *Store
-	client   *redis.Client
+	client   pipeliner
+	merge    bool // merge the calls of a pipeline into few script calls
 	queue    chan *call
 	maxBatch int
 	window   time.Duration
@@ -32,7 +45,7 @@ type batcher struct {
 
 // startBatcher starts the pipeline goroutines of s on client; Store.Close
 // stops them.
-func startBatcher(s *Store, client *redis.Client, opts Options) *batcher {
+func startBatcher(s *Store, client pipeliner, merge bool, opts Options) *batcher {
 	n := opts.Pipelines
 	if n == 0 {
 		n = DefaultPipelines
@@ -45,6 +58,7 @@ func startBatcher(s *Store, client *redis.Client, opts Options) *batcher {
 	b := &batcher{
 		s:        s,
 		client:   client,
+		merge:    merge,
 		queue:    make(chan *call, n*maxBatch),
 		maxBatch: maxBatch,
 		window:   opts.BatchWindow,
@@ -70,7 +84,7 @@ func (b *batcher) wait() {
 func (b *batcher) loop() {
 	defer b.wg.Done()
 	batch := make([]*call, 0, b.maxBatch)
-	cmds := make([]*redis.IntSliceCmd, 0, b.maxBatch)
+	var scratch flushScratch
 	var window *time.Timer
 	if b.window > 0 {
 		window = time.NewTimer(b.window)
@@ -108,17 +122,39 @@ func (b *batcher) loop() {
 				break drain
 			}
 		}
-		cmds = b.flush(batch, cmds[:0])
+		b.flush(batch, &scratch)
 		clear(batch)
-		clear(cmds)
 	}
 }
 
+// maxOpsPerScript bounds the ops of one script call of a pipeline: the
+// waiting Apply calls go into as few script calls as this allows (an Apply
+// call larger than it gets a script call of its own).
+const maxOpsPerScript = 1024
+
+// script is one script call of a pipeline and the Apply calls it
+// decides, in order.
+type script struct {
+	calls []*call
+	ops   int
+	args  []any
+	cmd   *redis.IntSliceCmd
+}
+
+// flushScratch is the memory one pipeline goroutine reuses from one
+// flush to the next.
+type flushScratch struct {
+	cmds    []*redis.IntSliceCmd
+	scripts []*script
+}
+
 // flush sends the calls of batch whose callers still wait, in one round
-// trip, and hands each its result; cmds is scratch space, returned for
-// reuse. When the server lacks the script or function, flush loads it
-// and sends the calls that found it missing again (they ran nothing).
-func (b *batcher) flush(batch []*call, cmds []*redis.IntSliceCmd) []*redis.IntSliceCmd {
+// trip, and hands each its result; sc is the goroutine's scratch space. The calls go into as few script calls as maxOpsPerScript allows:
+// one script call decides its Apply calls one after the other, each
+// atomic and all or nothing on its own. When the server lacks the script
+// or function, flush loads it and sends the script calls that found it
+// missing again (they ran nothing).
+func (b *batcher) flush(batch []*call, fs *flushScratch) {
 	live := batch[:0]
 	for _, c := range batch {
 		if !c.abandoned.Load() {
@@ -126,45 +162,119 @@ func (b *batcher) flush(batch []*call, cmds []*redis.IntSliceCmd) []*redis.IntSl
 		}
 	}
 	if len(live) == 0 {
-		return cmds
+		return
 	}
 	ctx, cancel := context.WithTimeoutCause(b.ctx, b.s.timeout, errStoreTimeout)
 	defer cancel()
+	scripts, cmds := fs.scripts[:0], fs.cmds[:0]
 	for _, c := range live {
 		c.sent.Store(true)
-		cmds = append(cmds, redis.NewIntSliceCmd(ctx, c.args...))
+		if len(scripts) == 0 || !b.merge || scripts[len(scripts)-1].ops+c.n > maxOpsPerScript {
+			if len(scripts) < cap(scripts) {
+				scripts = scripts[:len(scripts)+1]
+			} else {
+				scripts = append(scripts, nil)
+			}
+			if scripts[len(scripts)-1] == nil {
+				scripts[len(scripts)-1] = &script{}
+			}
+			sc := scripts[len(scripts)-1]
+			sc.calls, sc.ops = sc.calls[:0], 0
+		}
+		sc := scripts[len(scripts)-1]
+		sc.calls = append(sc.calls, c)
+		sc.ops += c.n
+	}
+	verb, name := b.s.verb()
+	for _, sc := range scripts {
+		sc.build(verb, name, &b.s.slackMs)
+		sc.cmd = redis.NewIntSliceCmd(ctx, sc.args...)
+		cmds = append(cmds, sc.cmd)
 	}
 	b.exec(ctx, cmds)
-	var retry []int
 	var again []*redis.IntSliceCmd
 	for range maxReloads {
-		retry = retry[:0]
-		for i, cmd := range cmds {
-			if err := cmd.Err(); err != nil && missing(err) {
-				retry = append(retry, i)
+		var missed error
+		for _, sc := range scripts {
+			if err := sc.cmd.Err(); err != nil && missing(err) {
+				missed = err
+				break
 			}
 		}
-		if len(retry) == 0 || !b.s.reload(ctx, cmds[retry[0]].Err()) {
+		if missed == nil || !b.s.reload(ctx, missed) {
 			break
 		}
 		again = again[:0]
-		for _, i := range retry {
-			c := live[i]
-			c.args[0], c.args[1] = b.s.verb()
-			cmds[i] = redis.NewIntSliceCmd(ctx, c.args...)
-			again = append(again, cmds[i])
+		verb, name := b.s.verb()
+		for i, sc := range scripts {
+			if err := sc.cmd.Err(); err != nil && missing(err) {
+				sc.args[0], sc.args[1] = verb, name
+				sc.cmd = redis.NewIntSliceCmd(ctx, sc.args...)
+				cmds[i] = sc.cmd
+				again = append(again, sc.cmd)
+			}
 		}
 		b.exec(ctx, again)
 	}
-	for i, c := range live {
-		if err := cmds[i].Err(); err != nil {
-			c.err = unavailable(ctx, b.s.timeout, err)
+	for _, sc := range scripts {
+		sc.answer(ctx, b.s.timeout)
+		clear(sc.args)
+		clear(sc.calls)
+		sc.cmd = nil
+	}
+	clear(cmds)
+	fs.scripts, fs.cmds = scripts, cmds
+}
+
+// build sets sc's arguments: the script's command, the keys of every
+// call, the slack, then each call's request arguments (see dispatch.lua).
+func (sc *script) build(verb, name any, slack *int64) {
+	keys, vals := 0, 0
+	for _, c := range sc.calls {
+		keys += c.n
+		vals += len(c.vals)
+	}
+	args := sc.args[:0]
+	if cap(args) < 4+keys+vals {
+		args = make([]any, 0, 4+keys+vals)
+	}
+	args = append(args, verb, name, keys)
+	for _, c := range sc.calls {
+		for i := range c.keys[:c.n] {
+			args = append(args, &c.keys[i])
+		}
+	}
+	args = append(args, slack)
+	for _, c := range sc.calls {
+		for i := range c.vals {
+			args = append(args, &c.vals[i])
+		}
+	}
+	sc.args = args
+}
+
+// answer hands each call of sc its share of the reply, or the error.
+func (sc *script) answer(ctx context.Context, timeout time.Duration) {
+	err := sc.cmd.Err()
+	var res []int64
+	if err == nil {
+		res = sc.cmd.Val()
+		if len(res) != decisionWords*sc.ops {
+			err = fmt.Errorf("redisstore: script returned %d integers for %d ops: %w", len(res), sc.ops, limiter.ErrUnavailable)
+		}
+	} else {
+		err = unavailable(ctx, timeout, err)
+	}
+	off := 0
+	for _, c := range sc.calls {
+		if err != nil {
+			c.err = err
 		} else {
-			c.res = cmds[i].Val()
+			c.res = res[off : off+decisionWords*c.n : off+decisionWords*c.n]
+			off += decisionWords * c.n
 		}
 		c.done <- struct{}{} // buffered; the last touch of c here
 	}
-	return cmds
 }
 
 // exec sends cmds in one round trip; their errors stay in them.
@@ -189,30 +299,45 @@ func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, o
 		return err
 	}
 	c.sent.Store(false)
+	if err := s.send(ctx, c); err != nil {
+		s.putCall(c) // never queued: no pipeline goroutine holds it
+		return err
+	}
+	if err := s.await(ctx, c); err != nil {
+		return err // c is abandoned
+	}
+	err = decode(c, out)
+	s.putCall(c)
+	return err
+}
+
+// send queues c for a pipeline goroutine and starts its deadline
+// (Options.Timeout). On error c was not queued: the caller still owns it.
+func (s *Store) send(ctx context.Context, c *call) error {
 	c.timer.Reset(s.timeout)
 	select {
 	case s.batch.queue <- c:
+		return nil
 	case <-ctx.Done():
 		c.timer.Stop()
-		s.putCall(c) // never queued: no pipeline goroutine holds it
 		return unavailable(ctx, s.timeout, ctx.Err())
 	case <-c.timer.C:
-		s.putCall(c)
 		return s.queued()
 	case <-s.closed:
 		c.timer.Stop()
-		s.putCall(c)
 		return errClosed()
 	}
+}
+
+// await waits for the result of c, queued by send: c.res or c.err is set
+// and the caller owns c again; or the deadline passes, ctx is done or the
+// store is closed first, and then c is abandoned (never to be reused) and
+// await returns the error.
+func (s *Store) await(ctx context.Context, c *call) error {
 	select {
 	case <-c.done:
 		c.timer.Stop()
-		err := c.err
-		if err == nil {
-			err = decode(c, out)
-		}
-		s.putCall(c)
-		return err
+		return c.err
 	case <-ctx.Done():
 		s.abandon(c)
 		return unavailable(ctx, s.timeout, ctx.Err())

@@ -22,6 +22,8 @@ type slotGroup struct {
 
 // applyCluster implements Apply in cluster mode; see Apply.
 func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
+	defer cancel()
 	groups := groupBySlot(ops)
 	defer func() {
 		for _, g := range groups {
@@ -40,12 +42,17 @@ func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, o
 		g.call = c
 		g.out = make([]strategies.Decision, len(g.ops))
 	}
-	s.parallel(ctx, groups, func(ctx context.Context, g *slotGroup) error {
-		if err := s.run(ctx, g.call); err != nil {
-			return err
+	calls := make([]*call, len(groups))
+	for i, g := range groups {
+		calls[i] = g.call
+	}
+	errs := s.runCalls(ctx, calls)
+	for i, g := range groups {
+		g.call = calls[i] // nil when abandoned
+		if g.err = errs[i]; g.err == nil {
+			g.err = decode(g.call, g.out)
 		}
-		return decode(g.call, g.out)
-	})
+	}
 	var firstErr error
 	veto := false
 	for _, g := range groups {
@@ -85,49 +92,93 @@ func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, o
 // checks') by a check after the refund, in one script call per group.
 func (s *Store) refund(ctx context.Context, now int64, groups []*slotGroup) {
 	var todo []*slotGroup
+	var calls []*call
+	var checks [][]int // per group of todo, the index in g.ops of each check
+	var nRefunds []int
 	for _, g := range groups {
-		if !g.vetos && consumed(g) {
-			todo = append(todo, g)
+		if g.vetos || !consumed(g) {
+			continue
 		}
-	}
-	if len(todo) == 0 {
-		return
-	}
-	s.parallel(ctx, todo, func(ctx context.Context, g *slotGroup) error {
 		// Refunds first, then a check for every admitted op and every
 		// check, so that each check sees all the refunds.
 		var ops []limiter.Op
 		var hits []int64
-		var checks []int // index in g.ops of each check
+		var chk []int
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits > 0 && g.out[j].Allowed {
 				ops, hits = append(ops, op), append(hits, -op.Hits)
 			}
 		}
-		nRefunds := len(ops)
+		n := len(ops)
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits == 0 || (op.Hits > 0 && g.out[j].Allowed) {
 				ops, hits = append(ops, op), append(hits, 0)
-				checks = append(checks, j)
+				chk = append(chk, j)
 			}
 		}
 		c, err := s.getCall(now, ops, hits)
 		if err != nil {
-			return err
+			continue // cannot happen: the same ops built the consuming call
 		}
-		defer s.putCall(c)
-		res := make([]strategies.Decision, len(ops))
-		if err := s.run(ctx, c); err != nil {
-			return err
+		todo, calls = append(todo, g), append(calls, c)
+		checks, nRefunds = append(checks, chk), append(nRefunds, n)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	errs := s.runCalls(ctx, calls)
+	for i, g := range todo {
+		c := calls[i]
+		if c == nil {
+			continue // abandoned
 		}
-		if err := decode(c, res); err != nil {
-			return err
+		if errs[i] == nil {
+			res := make([]strategies.Decision, c.n)
+			if decode(c, res) == nil {
+				for k, j := range checks[i] {
+					g.out[j] = res[nRefunds[i]+k]
+				}
+			}
 		}
-		for c, j := range checks {
-			g.out[j] = res[nRefunds+c]
+		s.putCall(c)
+	}
+}
+
+// runCalls runs every call: through the pipelines when the store batches
+// (all queued before any is waited for, so that they share round trips),
+// else each on its own, in parallel. It returns each call's error. A call
+// whose caller gave up waiting is abandoned and set to nil in calls: it
+// must not be reused.
+func (s *Store) runCalls(ctx context.Context, calls []*call) []error {
+	errs := make([]error, len(calls))
+	if s.batch == nil {
+		var wg sync.WaitGroup
+		for i, c := range calls[1:] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i+1] = s.run(ctx, c)
+			}()
 		}
-		return nil
-	})
+		errs[0] = s.run(ctx, calls[0])
+		wg.Wait()
+		return errs
+	}
+	sent := make([]bool, len(calls))
+	for i, c := range calls {
+		if errs[i] = s.send(ctx, c); errs[i] == nil {
+			sent[i] = true
+		}
+	}
+	for i, c := range calls {
+		if !sent[i] {
+			continue
+		}
+		if errs[i] = s.await(ctx, c); errs[i] != nil && c.abandoned.Load() {
+			calls[i] = nil
+		}
+	}
+	return errs
 }
 
 // consumed reports whether g admitted an op with Hits > 0.
@@ -138,22 +189,6 @@ func consumed(g *slotGroup) bool {
 		}
 	}
 	return false
-}
-
-// parallel runs f for every group, the first in the calling goroutine and
-// the others in goroutines it waits for, and stores f's error in the
-// group.
-func (s *Store) parallel(ctx context.Context, groups []*slotGroup, f func(context.Context, *slotGroup) error) {
-	var wg sync.WaitGroup
-	for _, g := range groups[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.err = f(ctx, g)
-		}()
-	}
-	groups[0].err = f(ctx, groups[0])
-	wg.Wait()
 }
 
 // groupBySlot splits ops by the cluster hash slot of their keys, keeping

@@ -1,37 +1,33 @@
 -- dispatch.lua is the body of the Redis store's script (or of the function
--- of its library, whose parameters are named KEYS and ARGV). It runs after the
--- strategies' prelude and the STEPS table (see script.go), and applies
--- the ops of one Store.Apply call atomically, exactly as the memory store
--- does.
+-- of its library, whose parameters are named KEYS and ARGV). It runs after
+-- the strategies' prelude and the STEPS table (see script.go). One call
+-- decides one or more requests (Store.Apply calls), one after the other in
+-- call order, each with the all-or-nothing rule exactly as the memory
+-- store applies it. The whole call is atomic, so each request is too.
+-- This is the only Lua implementation of the rule: the single-node
+-- batches and each cluster slot group run it.
 --
--- KEYS[i] is the key of op i. ARGV[1] is now in microseconds since the
--- Unix epoch, or -1 to read the server's TIME. ARGV[2] is the expiry
--- slack in milliseconds. Then 3 + LIMIT_ARGS values per op: the strategy
--- id (an index of STEPS), the prepared Limit in the layout of the strategy
--- registry (LIMIT_ARGS values read by limit_from_args, both from the
--- prelude: see strategies.LuaLimitReader), hits, independent (1 or 0).
+-- KEYS are the keys of every op of every request, in order. ARGV[1] is
+-- the expiry slack in milliseconds. Then, per request: now in
+-- microseconds since the Unix epoch (or -1 to read the server's TIME, once
+-- per call), the number of ops n, then 3 + LIMIT_ARGS values per op: the
+-- strategy id (an index of STEPS), the prepared Limit in the layout of the
+-- strategy registry (LIMIT_ARGS values read by limit_from_args, both from
+-- the prelude: see strategies.LuaLimitReader), hits, independent (1 or 0).
 --
 -- A state is stored as four MessagePack objects (cmsgpack, in C, so that
 -- logs of thousands of entries decode and encode fast): the integers a, b
--- and c, then the log as one flat array (at1, hits1, at2, hits2, ...). It is
--- written with PX = ⌈TTL / 1000⌉ + slack of the last decision on its key,
--- or deleted when that TTL is 0.
+-- and c, then the log as one flat array (at1, hits1, at2, hits2, ...). It
+-- is written with PX = ceil(TTL / 1000) + slack of the last decision on
+-- its key, or deleted when that TTL is 0.
 --
--- The reply is 6 integers per op: allowed (1/0), exceeds (1/0), remaining,
--- reset, retry_after, ttl.
+-- The reply is 6 integers per op, requests and ops in order: allowed
+-- (1/0), exceeds (1/0), remaining, reset, retry_after, ttl.
 
 local F = 3 + LIMIT_ARGS
-local n = #KEYS
-if #ARGV ~= 2 + F * n then
-  return redis.error_reply('ERR redisstore: ' .. n .. ' keys need ' .. (2 + F * n) .. ' arguments, got ' .. #ARGV)
-end
-local slack = tonumber(ARGV[2])
-
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+local nargv = #ARGV
+local slack = tonumber(ARGV[1])
+local server_now = nil
 
 local function decode(raw)
   if not raw then
@@ -41,91 +37,157 @@ local function decode(raw)
   return state(a, b, c, log)
 end
 
-local function encode(st)
-  return cmsgpack.pack(st.a, st.b, st.c, st.log)
-end
-
-local ops = {}
-local orig = {}
-for i = 1, n do
-  local b = 2 + (i - 1) * F
-  local step = STEPS[tonumber(ARGV[b + 1])]
-  if step == nil then
-    return redis.error_reply('ERR redisstore: unknown strategy id ' .. ARGV[b + 1])
-  end
-  ops[i] = {
-    key = KEYS[i],
-    step = step,
-    lim = limit_from_args(ARGV, b + 2),
-    hits = tonumber(ARGV[b + 2 + LIMIT_ARGS]),
-    independent = ARGV[b + 3 + LIMIT_ARGS] == '1',
-  }
-  if orig[KEYS[i]] == nil then
-    orig[KEYS[i]] = decode(redis.call('GET', KEYS[i]))
-  end
-end
-
--- Pass 1: every op in order on the staged states.
-local cur, ttl, dirty = {}, {}, {}
-local out = {}
-local veto = false
-for i = 1, n do
-  local op = ops[i]
-  local k = op.key
-  local nx, d = op.step(cur[k] or orig[k], now, op.lim, op.hits)
-  cur[k], ttl[k] = nx, d.ttl
-  if op.hits ~= 0 and d.allowed then
-    dirty[k] = true
-  end
-  out[i] = d
-  if op.hits > 0 and not d.allowed and not op.independent then
-    veto = true
-  end
-end
-
--- Pass 2 (all or nothing): nothing with hits > 0 consumes. Refused ops
--- keep their refusal; admitted ones report a check; refunds and checks
--- apply as usual.
-if veto then
-  cur, ttl, dirty = {}, {}, {}
-  for i = 1, n do
-    local op = ops[i]
-    local k = op.key
-    if op.hits > 0 then
-      if out[i].allowed then
-        local _, d = op.step(cur[k] or orig[k], now, op.lim, 0)
-        out[i] = d
-      end
-    else
-      local nx, d = op.step(cur[k] or orig[k], now, op.lim, op.hits)
-      cur[k], ttl[k] = nx, d.ttl
-      if op.hits ~= 0 and d.allowed then
-        dirty[k] = true
-      end
-      out[i] = d
+-- Check the layout of every request before anything is written, so that
+-- a malformed call changes nothing.
+do
+  local q, nk = 2, 0
+  while q <= nargv do
+    local n = tonumber(ARGV[q + 1])
+    if tonumber(ARGV[q]) == nil or n == nil or n < 1 or q + 1 + F * n > nargv then
+      return redis.error_reply('ERR redisstore: malformed request at argument ' .. q)
     end
+    for i = 1, n do
+      local id = ARGV[q + 2 + (i - 1) * F]
+      if STEPS[tonumber(id)] == nil then
+        return redis.error_reply('ERR redisstore: unknown strategy id ' .. id)
+      end
+    end
+    nk = nk + n
+    q = q + 2 + F * n
+  end
+  if nk ~= #KEYS then
+    return redis.error_reply('ERR redisstore: ' .. #KEYS .. ' keys for ' .. nk .. ' ops')
   end
 end
 
--- Write back the states that changed; checks and refusals change nothing.
-for k in pairs(dirty) do
-  local t = ttl[k]
-  if t > 0 then
-    redis.call('SET', k, encode(cur[k]), 'PX', ceil_div(t, 1000) + slack)
+local res = {}
+local nres = 0
+
+-- write stores st on k for ttl microseconds (plus the slack), or deletes
+-- k when ttl is 0.
+local function write(k, st, ttl)
+  if ttl > 0 then
+    redis.call('SET', k, cmsgpack.pack(st.a, st.b, st.c, st.log), 'PX', ceil_div(ttl, 1000) + slack)
   else
     redis.call('DEL', k)
   end
 end
 
-local res = {}
-for i = 1, n do
-  local d = out[i]
-  local j = (i - 1) * 6
-  res[j + 1] = d.allowed and 1 or 0
-  res[j + 2] = d.exceeds and 1 or 0
-  res[j + 3] = d.remaining
-  res[j + 4] = d.reset
-  res[j + 5] = d.retry
-  res[j + 6] = d.ttl
+-- reply appends decision d to the reply.
+local function reply(d)
+  res[nres + 1] = d.allowed and 1 or 0
+  res[nres + 2] = d.exceeds and 1 or 0
+  res[nres + 3] = d.remaining
+  res[nres + 4] = d.reset
+  res[nres + 5] = d.retry
+  res[nres + 6] = d.ttl
+  nres = nres + 6
+end
+
+-- limit returns the limit of the op whose arguments follow ARGV[b + 1]
+-- (its strategy id).
+local function limit(b)
+  return limit_from_args(ARGV, b + 2)
+end
+
+-- one decides a request of one op, the op whose arguments follow ARGV[b]
+-- on key k: all or nothing is trivial (a refused op consumes nothing by
+-- itself), so it is stepped once, without staging.
+local function one(k, b, now)
+  local h = tonumber(ARGV[b + 2 + LIMIT_ARGS])
+  local nx, d = STEPS[tonumber(ARGV[b + 1])](decode(redis.call('GET', k)), now, limit(b), h)
+  if h ~= 0 and d.allowed then
+    write(k, nx, d.ttl)
+  end
+  reply(d)
+end
+
+-- many decides a request of n ops, the first on KEYS[kbase + 1] with
+-- arguments after ARGV[b]: each op is stepped in order on staged states,
+-- and the states are written only if every op with hits > 0 that is not
+-- independent is allowed.
+local function many(kbase, b, n, now)
+  local keys, steps, lims, hits, indep = {}, {}, {}, {}, {}
+  local orig = {}
+  for i = 1, n do
+    local o = b + (i - 1) * F
+    local k = KEYS[kbase + i]
+    keys[i], steps[i], lims[i] = k, STEPS[tonumber(ARGV[o + 1])], limit(o)
+    hits[i] = tonumber(ARGV[o + 2 + LIMIT_ARGS])
+    indep[i] = ARGV[o + 3 + LIMIT_ARGS] == '1'
+    if orig[k] == nil then
+      orig[k] = decode(redis.call('GET', k))
+    end
+  end
+
+  -- Pass 1: every op in order on the staged states.
+  local cur, ttl, dirty = {}, {}, {}
+  local out = {}
+  local veto = false
+  for i = 1, n do
+    local k, h = keys[i], hits[i]
+    local nx, d = steps[i](cur[k] or orig[k], now, lims[i], h)
+    cur[k], ttl[k] = nx, d.ttl
+    if h ~= 0 and d.allowed then
+      dirty[k] = true
+    end
+    out[i] = d
+    if h > 0 and not d.allowed and not indep[i] then
+      veto = true
+    end
+  end
+
+  -- Pass 2 (all or nothing): nothing with hits > 0 consumes. Refused ops
+  -- keep their refusal; admitted ones report a check; refunds and checks
+  -- apply as usual.
+  if veto then
+    cur, ttl, dirty = {}, {}, {}
+    for i = 1, n do
+      local k, h = keys[i], hits[i]
+      if h > 0 then
+        if out[i].allowed then
+          local _, d = steps[i](cur[k] or orig[k], now, lims[i], 0)
+          out[i] = d
+        end
+      else
+        local nx, d = steps[i](cur[k] or orig[k], now, lims[i], h)
+        cur[k], ttl[k] = nx, d.ttl
+        if h ~= 0 and d.allowed then
+          dirty[k] = true
+        end
+        out[i] = d
+      end
+    end
+  end
+
+  -- Write back the states that changed; checks and refusals change
+  -- nothing. The next request of the call reads them back.
+  for k in pairs(dirty) do
+    write(k, cur[k], ttl[k])
+  end
+  for i = 1, n do
+    reply(out[i])
+  end
+end
+
+local kbase = 0 -- KEYS index before the request's first key
+local p = 2     -- ARGV index of the request's header
+while p <= nargv do
+  local now = tonumber(ARGV[p])
+  local n = tonumber(ARGV[p + 1])
+  if now < 0 then
+    if server_now == nil then
+      local t = redis.call('TIME')
+      server_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    end
+    now = server_now
+  end
+  if n == 1 then
+    one(KEYS[kbase + 1], p + 1, now)
+  else
+    many(kbase, p + 1, n, now)
+  end
+  kbase = kbase + n
+  p = p + 2 + F * n
 end
 return res

@@ -103,17 +103,21 @@ type Options struct {
 	// buckets; the now passed to Apply is then ignored. Tests that drive
 	// time, such as the shared strategy tables, need true.
 	ClientTime bool
-	// Pipelines is the number of batches a Store has in flight at once in
-	// single and sentinel modes: the number of goroutines (each using one
-	// connection at a time) that send the Apply calls waiting in the
-	// store's queue to Redis as one pipeline. Zero means
-	// DefaultPipelines. Ignored when MaxBatch is 1 and in cluster mode.
+	// Pipelines is the number of batches a Store has in flight at once:
+	// the number of goroutines (each using one connection per node at a
+	// time) that send the script calls waiting in the store's queue to
+	// Redis as one pipeline. Zero means DefaultPipelines. Ignored when
+	// MaxBatch is 1.
 	Pipelines int
-	// MaxBatch is the largest number of Apply calls sent in one pipeline
-	// in single and sentinel modes; each call is still one EVALSHA, atomic
-	// on its own. Zero means DefaultMaxBatch. 1 disables batching: every
-	// Apply then sends its own EVALSHA from its own goroutine on its own
-	// pooled connection. Cluster mode never batches across calls.
+	// MaxBatch is the largest number of script calls sent in one
+	// pipeline. In single and sentinel modes a script call is an Apply
+	// call, and the calls of a pipeline are merged into one FCALL (or
+	// EVALSHA) that decides them one after the other, each atomic on its
+	// own. In cluster mode a script call is the ops of an Apply call on
+	// one hash slot, and the pipeline carries one EVALSHA per such call,
+	// to every master concerned at once. Zero means DefaultMaxBatch. 1
+	// disables batching: every Apply then sends its own script calls from
+	// its own goroutines on pooled connections.
 	MaxBatch int
 	// BatchWindow is how long a pipeline goroutine that has taken a call
 	// waits for more before sending (up to MaxBatch). Zero, the default,

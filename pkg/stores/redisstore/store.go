@@ -9,12 +9,13 @@
 // all-or-nothing rule applied inside the script exactly as the memory
 // store applies it.
 //
-// On a single node or sentinel-managed master, Apply calls made
-// concurrently share round trips: a few pipeline goroutines owned by the
-// Store (Options.Pipelines) take the calls waiting in a queue and send
-// them together as one pipeline of EVALSHA commands, one command per
-// call, so each call stays atomic on its own (see Options.MaxBatch and
-// Options.BatchWindow).
+// Apply calls made concurrently share round trips: a few pipeline
+// goroutines owned by the Store (Options.Pipelines) take the calls
+// waiting in a queue and send them together. On a single node or
+// sentinel-managed master they go as one script call that decides them
+// one after the other, each atomic on its own; in a cluster, as one
+// pipeline per master of one script call per (Apply call, hash slot)
+// (see Options.MaxBatch and Options.BatchWindow).
 //
 // On Redis 7 and later, in single and sentinel modes, the script is a
 // function library, loaded once by FUNCTION LOAD and called with FCALL, so
@@ -67,10 +68,14 @@ type rediser interface {
 // decisionWords is the number of integers the script returns per op.
 const decisionWords = 6
 
-// argsPerOp returns the number of script arguments per op after now and
-// the expiry slack: the strategy id, the limit in the layout of the
-// strategy registry (strategies.EncodeLimit), hits and independent.
+// argsPerOp returns the number of script arguments per op, after a
+// request's header (now and its number of ops): the strategy id, the
+// limit in the layout of the strategy registry (strategies.EncodeLimit),
+// hits and independent.
 func argsPerOp() int { return 3 + strategies.LimitArgs() }
+
+// headerArgs is the number of script arguments of a request's header.
+const headerArgs = 2
 
 // Store is a limiter.Store in Redis. Create it with New; the zero value is
 // not usable. A Store is safe for concurrent use; Close releases its
@@ -145,11 +150,14 @@ func newStore(client rediser, opts Options) (*Store, error) {
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		s.cluster = c
+		if opts.MaxBatch != 1 {
+			s.batch = startBatcher(s, c, false, opts)
+		}
 	case *redis.Client:
 		s.single = c
 		s.fcall.Store(!opts.EvalScripts)
 		if opts.MaxBatch != 1 {
-			s.batch = startBatcher(s, c, opts)
+			s.batch = startBatcher(s, c, true, opts)
 		}
 	}
 	return s, nil
@@ -160,9 +168,9 @@ func newStore(client rediser, opts Options) (*Store, error) {
 // result. A call is reused through Store.calls, except when its caller
 // gave up while a pipeline goroutine still held it.
 type call struct {
-	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the arguments
+	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the slack, vals
 	keys []string // the keys args point into
-	vals []int64  // the integer arguments args point into
+	vals []int64  // the request's script arguments: now, the number of ops, argsPerOp per op
 	n    int      // number of ops
 
 	res []int64 // the script's reply, once done
@@ -203,23 +211,24 @@ func (s *Store) putCall(c *call) {
 func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error {
 	n := len(ops)
 	per := argsPerOp()
-	nv := 2 + per*n
+	nv := headerArgs + per*n
 	if cap(c.keys) < n {
 		c.keys = make([]string, n)
 	}
 	if cap(c.vals) < nv {
 		c.vals = make([]int64, nv)
 	}
-	if cap(c.args) < 3+n+nv {
-		c.args = make([]any, 0, 3+n+nv)
+	if cap(c.args) < 4+n+nv {
+		c.args = make([]any, 0, 4+n+nv)
 	}
 	keys, vals := c.keys[:n], c.vals[:nv]
+	c.keys, c.vals = keys, vals
 	if s.clientTime {
 		vals[0] = now
 	} else {
 		vals[0] = -1
 	}
-	vals[1] = s.slackMs
+	vals[1] = int64(n)
 	for i := range ops {
 		op := &ops[i]
 		if op.Strategy == nil {
@@ -238,7 +247,7 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 			indep = 1
 		}
 		keys[i] = op.Key
-		v := vals[2+per*i : 2+per*(i+1)]
+		v := vals[headerArgs+per*i : headerArgs+per*(i+1)]
 		v[0] = id
 		j := 1 + strategies.EncodeLimit(v[1:], op.Limit)
 		v[j], v[j+1] = h, indep
@@ -248,6 +257,7 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 	for i := range keys {
 		args = append(args, &keys[i])
 	}
+	args = append(args, &s.slackMs)
 	for i := range vals {
 		args = append(args, &vals[i])
 	}
@@ -280,10 +290,10 @@ func decode(c *call, out []strategies.Decision) error {
 //
 // On a single node or sentinel-managed master all ops go in one script
 // call, atomic across every key. Calls made concurrently share round
-// trips (see Options.MaxBatch): each is one EVALSHA of a pipeline that
-// carries the waiting calls of other goroutines too. A call whose
-// deadline passes returns at once, even when its pipeline is still in
-// flight; its script may still run.
+// trips and script calls (see Options.MaxBatch): the script call of a
+// pipeline decides the waiting calls of other goroutines too, one after
+// the other. A call whose deadline passes returns at once, even when its
+// pipeline is still in flight; its script may still run.
 //
 // In a cluster, the ops are grouped by
 // hash slot (ops on one slot, hence every op on one key, stay together
@@ -300,7 +310,8 @@ func decode(c *call, out []strategies.Decision) error {
 // the consuming call and Apply still returns the refused op's decision
 // without error: the request is refused either way. When a group's call
 // fails, Apply refunds the groups that consumed (best effort) and returns
-// the error. Cluster calls are not batched across Apply calls.
+// the error. The slot groups of concurrent Apply calls share pipelines,
+// one per master, each group still a script call of its own.
 func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
 	select {
 	case <-s.closed:
@@ -316,14 +327,14 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: the caller gave up before the call: %w", err)
 	}
+	if s.cluster != nil {
+		return s.applyCluster(ctx, now, ops, out)
+	}
 	if s.batch != nil && !solo(ops) {
 		return s.applyBatched(ctx, now, ops, out)
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
-	if s.cluster != nil {
-		return s.applyCluster(ctx, now, ops, out)
-	}
 	c, err := s.getCall(now, ops, nil)
 	if err != nil {
 		return err
