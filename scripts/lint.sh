@@ -7,7 +7,8 @@
 # any finding.
 #
 # deadcode reports functions unreachable from the binaries (cmd/...). Test
-# support packages (internal/testservers, */storetest, */strategytest) are
+# support packages (internal/testservers, internal/xdstest,
+# internal/tracing/otlptest, */storetest, */strategytest) are
 # reachable from tests only; they are checked with tests as roots instead.
 # A line of scripts/deadcode-allow.txt keeps one finding on purpose, with
 # its reason; an entry that no longer matches a finding is an error too.
@@ -50,12 +51,12 @@ echo "lint: staticcheck" >&2
 "$tools/staticcheck" ./... || status=1
 
 echo "lint: deadcode" >&2
-testsupport='internal/testservers/|/storetest/|/strategytest/'
+testsupport='internal/testservers/|internal/xdstest/|internal/tracing/otlptest/|/storetest/|/strategytest/'
 allow=scripts/deadcode-allow.txt
 found=$(
 	{
 		"$tools/deadcode" ./... | grep -Ev "^($testsupport)|^[^ ]*($testsupport)" || true
-		"$tools/deadcode" -test -filter 'internal/testservers|storetest|strategytest' ./... || true
+		"$tools/deadcode" -test -filter 'internal/testservers|internal/xdstest|internal/tracing/otlptest|storetest|strategytest' ./... || true
 	} | sort -u
 )
 # Entries are "path: function" (no line numbers, so edits elsewhere in

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,21 +56,6 @@ func ParseReference(getenv func(string) string, out io.Writer) (s Serve, warning
 	errs = append(errs, setErrs...)
 	errs = append(errs, s.Validate())
 	return s, r.warns, errors.Join(errs...)
-}
-
-// ReferenceVariables returns the name of every reference variable that
-// ParseReference reads, sorted; the docs test checks that each one is in
-// docs/migration.md.
-func ReferenceVariables() []string {
-	seen := map[string]bool{}
-	r := &refReader{getenv: func(name string) string { seen[name] = true; return "" }}
-	r.read()
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // refSet is one flag value derived from reference variables.
@@ -418,7 +402,7 @@ func (r *refReader) redis() {
 	case "sentinel":
 		parts := splitNonEmpty(url)
 		if len(parts) < 2 {
-			r.bad("REDIS_URL", url, errors.New("REDIS_TYPE=SENTINEL wants <master name>,<sentinel host:port>,..."))
+			r.bad("REDIS_URL", url, errors.New("REDIS_TYPE=SENTINEL wants the master name, then the sentinels as host:port, comma-separated"))
 			break
 		}
 		r.to("redis-mode", "sentinel", "REDIS_TYPE")

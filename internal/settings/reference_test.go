@@ -403,3 +403,18 @@ func TestMigrationDocListsReferenceVariables(t *testing.T) {
 		t.Error("docs/migration.md names GLOBAL_SHADOW_MODE, which the reference does not read")
 	}
 }
+
+// ReferenceVariables returns the name of every reference variable that
+// ParseReference reads, sorted; the docs test checks that each one is in
+// docs/migration.md.
+func ReferenceVariables() []string {
+	seen := map[string]bool{}
+	r := &refReader{getenv: func(name string) string { seen[name] = true; return "" }}
+	r.read()
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

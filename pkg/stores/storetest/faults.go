@@ -35,27 +35,27 @@ const slack = 5 * time.Second
 func RunFaults(t *testing.T, store limiter.Store, f Faults) {
 	o := op(t, prefix(t)+"a", "fixed_window", perHour, 1)
 	apply(t, store, now0, o)
-	call := func(ctx context.Context) (error, time.Duration) {
+	call := func(ctx context.Context) (time.Duration, error) {
 		out := make([]strategies.Decision, 1)
 		start := time.Now()
 		err := store.Apply(ctx, now0, []limiter.Op{o}, out)
-		return err, time.Since(start)
+		return time.Since(start), err
 	}
 	t.Run("CallerGaveUp", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err, _ := call(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, limiter.ErrUnavailable) {
+		if _, err := call(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, limiter.ErrUnavailable) {
 			t.Fatalf("Apply with a cancelled context = %v, want context.Canceled and not ErrUnavailable", err)
 		}
 		ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 		defer cancel()
-		if err, _ := call(ctx); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, limiter.ErrUnavailable) {
+		if _, err := call(ctx); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, limiter.ErrUnavailable) {
 			t.Fatalf("Apply after the caller's deadline = %v, want context.DeadlineExceeded and not ErrUnavailable", err)
 		}
 	})
 	t.Run("Hung", func(t *testing.T) {
 		f.Pause()
-		err, took := call(context.Background())
+		took, err := call(context.Background())
 		f.Resume()
 		if !errors.Is(err, limiter.ErrUnavailable) || errors.Is(err, limiter.ErrOverloaded) {
 			t.Fatalf("Apply on a hung server = %v, want ErrUnavailable", err)
@@ -67,7 +67,7 @@ func RunFaults(t *testing.T, store limiter.Store, f Faults) {
 	})
 	t.Run("Dead", func(t *testing.T) {
 		f.Stop()
-		err, took := call(context.Background())
+		took, err := call(context.Background())
 		if !errors.Is(err, limiter.ErrUnavailable) || errors.Is(err, limiter.ErrOverloaded) {
 			f.Start()
 			t.Fatalf("Apply with the server down = %v, want ErrUnavailable", err)
