@@ -79,7 +79,6 @@ type Server struct {
 	versions map[string]string // response nonce → version
 	acks     []string
 	nacks    []NACK
-	requests int
 	streams  int         // streams opened, over all restarts
 	node     *core.Node  // the node of the last request that named one
 	headers  metadata.MD // the gRPC metadata of the last stream opened
@@ -165,7 +164,6 @@ func (s *Server) onOpen(ctx context.Context, _ int64, _ string) error {
 func (s *Server) onRequest(_ int64, req *discoverygrpc.DiscoveryRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests++
 	if req.GetNode() != nil {
 		s.node = proto.Clone(req.GetNode()).(*core.Node)
 	}
@@ -189,9 +187,6 @@ func (s *Server) onResponse(_ context.Context, _ int64, _ *discoverygrpc.Discove
 
 // Addr returns the host:port the control plane listens on.
 func (s *Server) Addr() string { return s.addr }
-
-// NodeID returns the node id the snapshots are set for.
-func (s *Server) NodeID() string { return s.nodeID }
 
 // SetDomains publishes a snapshot of version holding cfgs, one resource
 // per domain, named after its domain (as Envoy Gateway names them) unless
@@ -264,14 +259,6 @@ func (s *Server) NACKs() []NACK {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]NACK(nil), s.nacks...)
-}
-
-// Requests returns the number of discovery requests received, over all
-// streams and restarts.
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
 }
 
 // Node returns the node of the last request that named one, nil before.
