@@ -18,7 +18,7 @@ run:
 
 ## test: lint and the whole test suite with the race detector
 test: lint test-deps
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## test-deps: install redis-server, redis-cli and memcached when missing (Debian)
 test-deps:

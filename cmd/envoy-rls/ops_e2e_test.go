@@ -68,18 +68,32 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestMetricsEndToEnd(t *testing.T) {
-	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml", "--reference-metrics")
-	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
 	ctx := context.Background()
-	awayFromBoundary(time.Second)
-	// path /api/* is 50/s: 55 requests → 50 within (10 of them near), 5 over.
-	for i := 0; i < 55; i++ {
-		if _, err := client.ShouldRateLimit(ctx, request("edge", []string{"path", "/api/m"})); err != nil {
-			t.Fatal(err)
+	// path /api/* is 50/s: 55 requests → 50 within (10 of them near), 5
+	// over, when they fall in one second. On a loaded machine they may
+	// not; then the sequence runs again on a fresh server.
+	var p *proc
+	var client rlsv3.RateLimitServiceClient
+	for attempt := 1; ; attempt++ {
+		p = startServe(t, nil, "--config", "../../examples/ratelimit.yaml", "--reference-metrics")
+		client = rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+		awayFromBoundary(time.Second)
+		second := time.Now().Unix()
+		for i := 0; i < 55; i++ {
+			if _, err := client.ShouldRateLimit(ctx, request("edge", []string{"path", "/api/m"})); err != nil {
+				t.Fatal(err)
+			}
 		}
+		if time.Now().Unix() == second || attempt == 10 {
+			break
+		}
+		t.Logf("attempt %d: the 55 requests spanned two seconds; again on a fresh server", attempt)
 	}
-	// 100k distinct client addresses, 64 per request.
+	// 100k distinct client addresses, 64 per request. Their rule counts
+	// per minute: keys sent more than a minute before the count may have
+	// expired by then.
 	const distinct = 100_000
+	began := time.Now()
 	for i := 0; i < distinct; i += 64 {
 		req := &rlsv3.RateLimitRequest{Domain: "edge"}
 		for j := i; j < i+64 && j < distinct; j++ {
@@ -119,8 +133,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if m[`envoy_rls_request_duration_seconds_count{result="invalid"}`] != 1 || m[`envoy_rls_request_duration_seconds_count{result="over_limit"}`] != 5 {
 		t.Errorf("request counts: %v / %v", m[`envoy_rls_request_duration_seconds_count{result="invalid"}`], m[`envoy_rls_request_duration_seconds_count{result="over_limit"}`])
 	}
-	if m["envoy_rls_memory_store_keys"] < distinct {
-		t.Errorf("memory keys %v", m["envoy_rls_memory_store_keys"])
+	if keys := m["envoy_rls_memory_store_keys"]; keys < distinct && time.Since(began) < 50*time.Second || keys <= 0 {
+		t.Errorf("memory keys %v after %d distinct addresses (sent in %v)", keys, distinct, time.Since(began).Round(time.Second))
 	}
 	// Cardinality: no more series per rule metric than rules, whatever the clients sent.
 	for _, name := range []string{"envoy_rls_rule_hits_total", "envoy_rls_rule_within_limit_total", "envoy_rls_rule_near_limit_total"} {

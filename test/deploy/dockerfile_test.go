@@ -371,7 +371,7 @@ func TestDockerfileBuildFlags(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "envoy-rls")
 	args := append([]string{"build"}, b.flags...)
 	args = append(args, "-ldflags", b.ldflags, "-o", bin, b.pkg)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = repoRoot(t)
@@ -507,7 +507,7 @@ func TestDockerfileLint(t *testing.T) {
 		t.Skip("npm is missing")
 	}
 	script := filepath.Join(repoRoot(t), "test", "deploy", "scripts", "dockerfile-lint.sh")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, script).CombinedOutput(); err != nil {
 		t.Fatalf("dockerfile-lint: %v\n%s", err, out)
