@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -82,12 +83,21 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	return runServe(s, stderr, nil)
+}
+
+// runServe serves with s until SIGTERM or SIGINT. announce, when set,
+// logs what the chosen configuration needs said first.
+func runServe(s settings.Serve, stderr io.Writer, announce func(*zap.Logger)) int {
 	log, err := app.NewLogger(s.LogLevel, s.LogFormat)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	if announce != nil {
+		announce(log)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := app.Run(ctx, s, log.With()); err != nil {

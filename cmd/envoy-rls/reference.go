@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"go.uber.org/zap"
 
-	"github.com/envoy-rls/envoy-rls/internal/app"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 )
 
@@ -46,25 +42,14 @@ func serveReference(argv0 string, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	log, err := app.NewLogger(s.LogLevel, s.LogFormat)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
 	if len(args) > 0 {
 		warnings = append(warnings, fmt.Sprintf("arguments %q: ignored, as the reference takes none", args))
 	}
-	log.Info("configured by envoyproxy/ratelimit's environment variables (ENVOY_RLS_* win)",
-		zap.String("command", argv0), zap.String("config_source", s.ConfigSource))
-	if len(warnings) > 0 {
-		log.Warn("envoyproxy/ratelimit variables that envoy-rls does not honour", zap.Strings("variables", warnings))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := app.Run(ctx, s, log.With()); err != nil {
-		fmt.Fprintln(stderr, "envoy-rls:", err)
-		return 1
-	}
-	return 0
+	return runServe(s, stderr, func(log *zap.Logger) {
+		log.Info("configured by envoyproxy/ratelimit's environment variables (ENVOY_RLS_* win)",
+			zap.String("command", argv0), zap.String("config_source", s.ConfigSource))
+		if len(warnings) > 0 {
+			log.Warn("envoyproxy/ratelimit variables that envoy-rls does not honour", zap.Strings("variables", warnings))
+		}
+	})
 }
