@@ -288,6 +288,11 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 	callCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var phase atomic.Int32
+	if c.Warmup == 0 {
+		// No warm-up: every call is measured, the workers' first ones
+		// included (on a busy machine they start before the timer fires).
+		phase.Store(phaseMeasure)
+	}
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	for _, w := range workers {
