@@ -32,7 +32,7 @@ func guardStore(s settings.Serve, m *telemetry.Metrics, raw limiter.Store, log *
 				zap.Int64("window_calls", calls), zap.Int64("window_failures", fails))
 		},
 	})
-	return admission.New(b, admission.Options{Capacity: int64(s.Resil.StoreMaxInflight), MaxWait: s.StoreTimeout})
+	return admission.New(b, admission.Options{Capacity: int64(s.Resil.StoreMaxInflight), MaxWait: s.StoreTimeout, OnShed: m.StoreShed})
 }
 
 // warmer is implemented by stores that can open their connections ahead

@@ -96,6 +96,9 @@ type Metrics struct {
 	configRules       prometheus.Gauge
 
 	localCacheHits prometheus.Counter
+	shedHeavy      prometheus.Counter
+	shedLight      prometheus.Counter
+	shed           *prometheus.CounterVec
 
 	memoryOnce sync.Once
 }
@@ -180,7 +183,13 @@ func New(opts Options) *Metrics {
 			Name: "envoy_rls_local_cache_hits_total",
 			Help: "Descriptors answered over the limit from the local over-limit cache, without a store round trip.",
 		}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "envoy_rls_store_shed_total",
+			Help: "Requests shed before the store by --store-max-inflight (answered UNAVAILABLE \"overloaded\", or by the failure mode), by weight: heavy or light.",
+		}, []string{"weight"}),
 	}
+	m.shedHeavy = m.shed.WithLabelValues("heavy")
+	m.shedLight = m.shed.WithLabelValues("light")
 	m.reqByResult = make(map[string]prometheus.Observer, 4)
 	for _, r := range []string{ResultOK, ResultOverLimit, ResultError, ResultInvalid} {
 		m.reqByResult[r] = m.reqDuration.WithLabelValues(r)
@@ -196,6 +205,7 @@ func New(opts Options) *Metrics {
 		m.failureMode, m.breaker,
 		m.configLoads, m.configLastSuccess, m.configRules,
 		m.localCacheHits,
+		m.shed,
 		m.domainNotFound,
 	)
 	if ref != nil {
@@ -393,6 +403,19 @@ func (m *Metrics) ConfigLoadFailed() {
 func (m *Metrics) LocalCacheHit() {
 	if m != nil {
 		m.localCacheHits.Inc()
+	}
+}
+
+// StoreShed counts one request shed before the store by the admission
+// bound; heavy tells which share it was shed from.
+func (m *Metrics) StoreShed(heavy bool) {
+	if m == nil {
+		return
+	}
+	if heavy {
+		m.shedHeavy.Inc()
+	} else {
+		m.shedLight.Inc()
 	}
 }
 

@@ -182,6 +182,24 @@ envoy_rls_memory_store_keys 42
 	}
 }
 
+func TestStoreShed(t *testing.T) {
+	m := New(Options{})
+	m.StoreShed(true)
+	m.StoreShed(true)
+	m.StoreShed(false)
+	var nilMetrics *Metrics
+	nilMetrics.StoreShed(true) // a nil Metrics records nothing and does not panic
+	want := `
+# HELP envoy_rls_store_shed_total Requests shed before the store by --store-max-inflight (answered UNAVAILABLE "overloaded", or by the failure mode), by weight: heavy or light.
+# TYPE envoy_rls_store_shed_total counter
+envoy_rls_store_shed_total{weight="heavy"} 2
+envoy_rls_store_shed_total{weight="light"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "envoy_rls_store_shed_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestHandlerServesEveryFamily(t *testing.T) {
 	m := New(Options{})
 	m.ObserveRequest(ResultOK, time.Millisecond)
