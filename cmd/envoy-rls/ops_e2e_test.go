@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,33 +19,6 @@ import (
 
 	"github.com/envoy-rls/envoy-rls/internal/testservers"
 )
-
-// metrics fetches /metrics and returns each sample line's value by its
-// full name with labels.
-func metrics(t *testing.T, httpAddr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
 
 func seriesOf(m map[string]float64, name string) int {
 	n := 0
@@ -108,7 +78,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	client.ShouldRateLimit(ctx, request("", []string{"a", "b"}))
 	client.ShouldRateLimit(ctx, request("nowhere", []string{"a", "b"}))
 
-	m := metrics(t, p.httpAddr)
+	m := testservers.ScrapeMetrics(t, p.httpAddr)
 	rule := `{domain="edge",rule="edge.path_/api/*",value=""}`
 	for name, want := range map[string]float64{
 		"envoy_rls_rule_hits_total" + rule:                                                  55,
@@ -280,7 +250,7 @@ func TestHotReloadUnderLoad(t *testing.T) {
 			if failed != 0 || ok == 0 {
 				t.Fatalf("requests during reloads: %d ok, %d failed", ok, failed)
 			}
-			m := metrics(t, p.httpAddr)
+			m := testservers.ScrapeMetrics(t, p.httpAddr)
 			if m[`envoy_rls_config_loads_total{result="error"}`] < 1 || m[`envoy_rls_config_loads_total{result="success"}`] < 3 {
 				t.Errorf("config load metrics: %v", m)
 			}
@@ -364,7 +334,7 @@ descriptors:
 			t.Fatalf("cached: %v %v", resp, err)
 		}
 	}
-	m := metrics(t, p.httpAddr)
+	m := testservers.ScrapeMetrics(t, p.httpAddr)
 	if m["envoy_rls_local_cache_hits_total"] < 3 {
 		t.Errorf("local cache hits %v", m["envoy_rls_local_cache_hits_total"])
 	}

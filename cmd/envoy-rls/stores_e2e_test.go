@@ -170,7 +170,7 @@ func TestStoreFailureAndRecovery(t *testing.T) {
 		}
 	}
 	waitFor("health NOT_SERVING while the store is down", func() bool { return health(allow) == http.StatusServiceUnavailable })
-	m := metrics(t, allow.httpAddr)
+	m := testservers.ScrapeMetrics(t, allow.httpAddr)
 	if m[`envoy_rls_failure_mode_decisions_total{mode="allow"}`] < 20 {
 		t.Errorf("failure-mode decisions: %v", m[`envoy_rls_failure_mode_decisions_total{mode="allow"}`])
 	}

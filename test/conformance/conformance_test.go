@@ -1,14 +1,12 @@
 package conformance
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,23 +33,7 @@ import (
 // binary is the envoy-rls binary, built once by TestMain.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "envoy-rls-conformance")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "envoy-rls")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/envoy-rls")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building envoy-rls:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testservers.RunWithService(m, &binary)) }
 
 // TestConformance replays every case of testdata/*.yaml against the
 // built binary on each store: the memory store, one Redis and one
@@ -261,7 +243,7 @@ func (c *Case) run(t *testing.T, storeFlags []string) int {
 				}
 			}
 		case len(s.Metrics) > 0:
-			got := scrape(t, p.httpAddr)
+			got := testservers.ScrapeMetrics(t, p.httpAddr)
 			for series, want := range s.Metrics {
 				if got[series] != want {
 					t.Errorf("%s: %s = %v, want %v", where, series, got[series], want)
@@ -491,32 +473,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// scrape reads /metrics into series → value.
-func scrape(t *testing.T, httpAddr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
 }
 
 // syncBuffer is a buffer safe to write from a process while read.
