@@ -479,7 +479,7 @@ func TestStoreUnreachableAtStart(t *testing.T) {
 	writeFile(t, rules, chaosRules)
 	r := testservers.Redis(t)
 	r.Stop()
-	out := new(syncBuffer)
+	out := new(testservers.LockedBuffer)
 	cmd := exec.Command(binary, "serve", "--config", rules, "--store", "redis", "--redis-url", "redis://"+r.Addr,
 		"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t), "--debug-addr", "")
 	cmd.Stdout, cmd.Stderr = out, out

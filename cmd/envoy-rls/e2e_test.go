@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // binary is the envoy-rls binary built once for the end-to-end tests.
 var binary string
@@ -71,8 +51,32 @@ type proc struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpAddr string
-	out      *syncBuffer
+	out      *testservers.LockedBuffer
 	done     chan error
+}
+
+// runProcess starts cmd with its output in out, sends its Wait result to
+// done, and at the end of the test kills it if it still runs and logs out
+// if the test failed, under name.
+func runProcess(t *testing.T, cmd *exec.Cmd, out *testservers.LockedBuffer, done chan<- error, name string) {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
 }
 
 // startServe runs `envoy-rls serve` with args on free ports and waits
@@ -86,24 +90,11 @@ func startServe(t *testing.T, env []string, args ...string) *proc {
 // probe dials with.
 func startServeCreds(t *testing.T, creds credentials.TransportCredentials, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(syncBuffer), done: make(chan error, 1)}
+	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(testservers.LockedBuffer), done: make(chan error, 1)}
 	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--debug-addr", "", "--log-format", "console"}, args...)
 	p.cmd = exec.Command(binary, all...)
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("envoy-rls output:\n%s", p.out.String())
-		}
-	})
+	runProcess(t, p.cmd, p.out, p.done, "envoy-rls")
 	conn := dialCreds(t, p.grpcAddr, creds)
 	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(15 * time.Second)

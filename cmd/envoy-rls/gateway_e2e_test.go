@@ -31,7 +31,7 @@ import (
 // arguments, configured only by the environment.
 type refProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testservers.LockedBuffer
 	done chan error
 }
 
@@ -54,26 +54,13 @@ func asRatelimit(t *testing.T) string {
 // HOME), and stops it when the test ends.
 func startRef(t *testing.T, path string, env map[string]string) *refProc {
 	t.Helper()
-	p := &refProc{out: new(syncBuffer), done: make(chan error, 1)}
+	p := &refProc{out: new(testservers.LockedBuffer), done: make(chan error, 1)}
 	p.cmd = exec.Command(path)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("ratelimit output:\n%s", p.out.String())
-		}
-	})
+	runProcess(t, p.cmd, p.out, p.done, "ratelimit")
 	return p
 }
 

@@ -45,7 +45,7 @@ func (p *proc) start() error {
 		return nil
 	}
 	cmd := exec.Command(p.bin, p.args...)
-	out := new(lockedBuffer)
+	out := new(LockedBuffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.bin, err)

@@ -478,20 +478,21 @@ func freePort() (int, error) {
 	return port, nil
 }
 
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
-// process's stdout and stderr.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer safe for the concurrent writes of a
+// process's stdout and stderr while a test reads it. The zero value is
+// an empty buffer.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

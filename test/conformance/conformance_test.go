@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -424,7 +423,7 @@ func start(t *testing.T, args []string) *proc {
 	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--debug-addr", "", "--log-format", "console", "--log-level", "warn",
 		"--store-timeout", "5s"}, args...)
 	cmd := exec.Command(binary, all...)
-	var out syncBuffer
+	var out testservers.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -474,23 +473,3 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
-
-// syncBuffer is a buffer safe to write from a process while read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)
