@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/envoy-rls/envoy-rls/internal/breaker"
 	"github.com/envoy-rls/envoy-rls/internal/overlimit"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/internal/telemetry"
@@ -26,7 +27,10 @@ import (
 //  2. metrics around the backend's calls (telemetry.InstrumentStore);
 //  3. the circuit breaker, which counts the backend's failures;
 //  4. admission, which sheds work beyond --store-max-inflight
-//     (steps 2 to 4: guardStore in resil.go);
+//     (steps 2 to 4: guardStore in resil.go). The memory store skips
+//     steps 3 and 4: it answers in process, never fails as unavailable
+//     and never waits, so a breaker and a bound on work in flight would
+//     only cost each call two shared counters;
 //  5. the local over-limit cache, when --local-cache-size is set.
 //
 // Its owner closes it with close, which closes every layer.
@@ -48,7 +52,13 @@ func newStack(ctx context.Context, s settings.Serve, m *telemetry.Metrics, log *
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
-	st := &stack{store: guardStore(s, m, raw, log), probe: newStoreProbe(s, raw)}
+	st := &stack{probe: newStoreProbe(s, raw)}
+	if s.Store == settings.StoreMemory {
+		m.SetBreakerState(s.Store, breaker.Closed.String())
+		st.store = m.InstrumentStore(s.Store, raw)
+	} else {
+		st.store = guardStore(s, m, raw, log)
+	}
 	if s.LocalCacheSize > 0 {
 		st.cache = overlimit.New(st.store, s.LocalCacheSize, m.LocalCacheHit)
 		st.store = st.cache

@@ -30,7 +30,7 @@ type Resilience struct {
 // resilienceFlags binds the flags of r to fs.
 func resilienceFlags(fs *flag.FlagSet, r *Resilience) {
 	fs.DurationVar(&r.DeadlineMargin, "deadline-margin", 2*time.Millisecond, "time kept from the gRPC deadline Envoy sends, to answer in: the store call ends this long before it (at most half the time left)")
-	fs.IntVar(&r.StoreMaxInflight, "store-max-inflight", 2048, "store work in flight at once, in ops plus one per KiB of keys; beyond it requests are shed with UNAVAILABLE \"overloaded\", heavy requests (over 16) first")
+	fs.IntVar(&r.StoreMaxInflight, "store-max-inflight", 2048, "store work in flight at once, in ops plus one per KiB of keys; beyond it requests are shed with UNAVAILABLE \"overloaded\", heavy requests (over 16) first; Redis and Memcached only (the memory store answers in process and has no bound or breaker)")
 	fs.DurationVar(&r.BreakerWindow, "breaker-window", 10*time.Second, "circuit breaker: the window over which the store's failure rate is measured")
 	fs.IntVar(&r.BreakerMinCalls, "breaker-min-calls", 100, "circuit breaker: the fewest store calls in the window before it may open")
 	fs.Float64Var(&r.BreakerFailureRate, "breaker-failure-rate", 0.5, "circuit breaker: the share of failed store calls (unavailable, not overloaded or client errors) in the window that opens it")
