@@ -1,34 +1,36 @@
 // Package memcachestore is a limiter.Store backed by one or more memcached
 // servers (github.com/bradfitz/gomemcache).
 //
-// Memcached runs no scripts. fixed_window (the default strategy) keeps
-// one decimal counter per key and window, under a memcached key holding
-// the window start (see windowKey), which expires with the window: a
-// request costs one incr (add on a miss) in the common case, and the
-// decision is the strategy's Step from the count before the incr. A
-// request that does not fit decrements its hits back; checks and hits
-// beyond the limit read the counter; refunds decrement it. Between an
-// incr and such a decrement, concurrent requests may see the extra hits
-// and be refused (never admitted beyond the limit). A request whose now
-// lies in an earlier window than an op this Store admitted on a key of the
-// same lock stripe (a clock that went back) looks for a later window of
-// its key holding hits, up to 32 windows back, and counts there, as Step
-// does; a clock that went back further, or a later window written only by
-// another replica, counts in the window of its own now. This layout is
-// not the one of the compare-and-swap path below: fixed_window states
-// stored by earlier versions of this package are ignored (each key starts
-// a fresh window once on upgrade).
+// Memcached runs no scripts: the store reads the states of a request's
+// keys, decides the request in Go with limiter.Stage (the all-or-nothing
+// rule of limiter.Store, written once for every store), and writes back
+// what changed.
 //
-// Every other strategy runs its Go step function in an optimistic loop:
-// the store reads the states of all keys of a request with one multi-get,
-// steps them, applies the all-or-nothing rule of limiter.Store, and writes
-// the changed states back with compare-and-swap (add for a missing key),
-// all keys in parallel. A write that loses a race re-reads and re-steps
-// its key; the number of retries is bounded, and running out of them is an
-// error, never an allow. The counters of a request's fixed_window ops are
-// updated in parallel with that multi-get, and the all-or-nothing rule
-// spans both kinds of ops: when any op vetoes the request, the counters'
-// hits are decremented back and the written states refunded.
+// fixed_window (the default strategy) keeps one decimal counter per key
+// and window, under a memcached key holding the window start (see
+// windowKey), which expires with the window: the store increments it by
+// the hits of the request's ops that can fit (creating it when missing),
+// so that the count before the incr is the state Stage decides from, and
+// gives back with a decr what Stage did not keep (see fastpath.go). A
+// request whose now lies in an earlier window than an op this Store
+// admitted on a key of the same lock stripe (a clock that went back)
+// looks for a later window of its key holding hits, up to 32 windows
+// back, and counts there, as Step does; a clock that went back further,
+// or a later window written only by another replica, counts in the window
+// of its own now. This layout is not the one of the compare-and-swap path
+// below: fixed_window states stored by earlier versions of this package
+// are ignored (each key starts a fresh window once on upgrade).
+//
+// Every other strategy keeps its encoded state under its own key, written
+// by compare-and-swap (add for a missing key). The incr of the counters
+// and the reads of the other keys of a request go out together; then the
+// decrements and the writes. A write that loses a race re-reads its key
+// and the request is decided again from the new state (the keys already
+// written keep their decisions); the number of retries is bounded, and
+// running out of them is an error, never an allow. When a request that
+// was admitted is vetoed by such a re-read, or fails part way, the store
+// gives back what it consumed on the keys it wrote (limiter.Unstage) and
+// on the counters.
 //
 // Keys are spread over the servers by client-side hashing (CRC-32 of the
 // key modulo the number of servers, as gomemcache's ServerList does), so
