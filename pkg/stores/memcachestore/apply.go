@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -69,9 +67,11 @@ type applier struct {
 	veto bool
 	// stripes are the local locks held for the compare-and-swap keys.
 	stripes []uint32
-	// cmds and cmdKey are the commands of a phase and their keys.
+	// cmds and cmdKey are the commands of a phase and their keys; jobs
+	// is exec's scratch, one per server.
 	cmds   []cmd
 	cmdKey []int
+	jobs   []job
 	// pending, prev, vcmds and vcmdKey are scratch lists.
 	pending []int
 	prev    []bool
@@ -150,39 +150,6 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// maxParallel bounds the goroutines of one exec.
-const maxParallel = 8
-
-// parallel runs f(0) … f(n−1) on up to maxParallel goroutines (the
-// calling one included) and returns their errors joined. It returns
-// after every f has returned, so no goroutine outlives the call.
-func parallel(n int, f func(i int) error) error {
-	switch n {
-	case 0:
-		return nil
-	case 1:
-		return f(0)
-	}
-	errs := make([]error, n)
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= n {
-				return
-			}
-			errs[i] = f(i)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(n, maxParallel) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // run applies the call: read (and increment) every key, decide the call
 // with limiter.Stage, then commit.
 func (a *applier) run() error {
@@ -233,7 +200,7 @@ func (a *applier) readAll() error {
 			a.addCmd(ki, cmd{op: cmdGet, key: k.mkey})
 		}
 	}
-	a.s.exec(a.ctx, a.cmds)
+	a.s.exec(a.ctx, a.cmds, a.jobs)
 	var errs []error
 	for ci := range a.cmds {
 		if err := a.readDone(a.cmdKey[ci], &a.cmds[ci]); err != nil {
@@ -311,7 +278,7 @@ func (a *applier) commit() error {
 				}
 			}
 		}
-		a.s.exec(a.ctx, a.cmds)
+		a.s.exec(a.ctx, a.cmds, a.jobs)
 		var errs []error
 		a.pending = a.pending[:0]
 		for ci := range a.cmds {
@@ -399,7 +366,7 @@ func (a *applier) reread(kis []int) error {
 	for _, ki := range kis {
 		a.addCmd(ki, cmd{op: cmdGet, key: a.keys[ki].mkey})
 	}
-	a.s.exec(a.ctx, a.cmds)
+	a.s.exec(a.ctx, a.cmds, a.jobs)
 	var errs []error
 	for ci := range a.cmds {
 		if err := a.readDone(a.cmdKey[ci], &a.cmds[ci]); err != nil {
@@ -428,7 +395,7 @@ func (a *applier) unstage(consumed []bool) error {
 		for _, ki := range a.pending {
 			a.addCmd(ki, cmd{op: cmdGet, key: a.keys[ki].mkey})
 		}
-		a.s.exec(a.ctx, a.cmds)
+		a.s.exec(a.ctx, a.cmds, a.jobs)
 		var errs []error
 		a.pending = a.pending[:0]
 		a.vcmds = append(a.vcmds[:0], a.cmds...)
@@ -457,7 +424,7 @@ func (a *applier) unstage(consumed []bool) error {
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		a.s.exec(a.ctx, a.cmds)
+		a.s.exec(a.ctx, a.cmds, a.jobs)
 		for ci := range a.cmds {
 			c := &a.cmds[ci]
 			switch {
@@ -496,7 +463,7 @@ func (a *applier) fail(err error) error {
 			a.addCmd(ki, cmd{op: cmdDecr, key: k.mkey, delta: uint64(k.cur - k.base)})
 		}
 	}
-	a.s.exec(a.ctx, a.cmds)
+	a.s.exec(a.ctx, a.cmds, a.jobs)
 	for ci := range a.cmds {
 		if c := &a.cmds[ci]; c.err != nil {
 			errs = append(errs, a.cmdError(&a.keys[a.cmdKey[ci]], c))

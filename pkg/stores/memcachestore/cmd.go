@@ -22,6 +22,8 @@ const (
 	cmdCAS
 	// cmdDelete deletes the key when its CAS id is still cas.
 	cmdDelete
+	// cmdNoop asks for an answer and does nothing (Ping).
+	cmdNoop
 )
 
 // result is how memcached answered a cmd that reached it.
@@ -58,6 +60,8 @@ type cmd struct {
 	// memcached refused the command itself (an incr of a value that is
 	// not a decimal counter).
 	err error
+	// answered is set by the client once the answer is read.
+	answered bool
 }
 
 // errClientError is wrapped by the error of a cmd that memcached answered

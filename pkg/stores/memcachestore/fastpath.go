@@ -117,7 +117,7 @@ func (a *applier) locate() error {
 	if len(a.cmds) == 0 {
 		return nil
 	}
-	a.s.exec(a.ctx, a.cmds)
+	a.s.exec(a.ctx, a.cmds, a.jobs)
 	var errs []error
 	// The commands of a key are in ascending windows: the last one
 	// holding hits wins.
