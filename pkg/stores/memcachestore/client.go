@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
@@ -59,6 +60,8 @@ type server struct {
 	timeout time.Duration // of one round trip (dial, write, read)
 	queue   chan *job     // unbuffered: a job sent is a job taken
 	stop    <-chan struct{}
+	// trips counts the round trips attempted (batches written).
+	trips atomic.Uint64
 }
 
 // newServers starts conns flushers for each address; they run until stop
@@ -136,6 +139,16 @@ func (s *Store) send(ctx context.Context, jobs []job) {
 	}
 }
 
+// roundTrips returns the number of round trips the Store's flushers have
+// made, on all servers.
+func (s *Store) roundTrips() uint64 {
+	var n uint64
+	for _, srv := range s.servers {
+		n += srv.trips.Load()
+	}
+	return n
+}
+
 func (j *job) fail(err error) {
 	for _, c := range j.cmds {
 		c.err = err
@@ -193,6 +206,7 @@ func (srv *server) flush() {
 			}
 		}
 		if len(live) > 0 {
+			srv.trips.Add(1)
 			cn = srv.run(cn, live)
 		}
 		for i, j := range batch {

@@ -77,7 +77,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultTimeout     = 10 * time.Millisecond
-	DefaultConnections = 2
+	DefaultConnections = 1
 	DefaultMaxRetries  = 16
 )
 
@@ -106,8 +106,10 @@ type Options struct {
 	// shorten it.
 	Timeout time.Duration
 	// Connections is the number of connections per server (default
-	// DefaultConnections), each carrying the pipelined commands of
-	// whichever calls are waiting when it is free.
+	// DefaultConnections, 1), each carrying the pipelined commands of
+	// whichever calls are waiting when it is free. One connection makes
+	// the largest batches, so the least CPU per request on both sides
+	// (bench/notes.md); more let a server's threads work in parallel.
 	Connections int
 	// MaxRetries is how many times one Apply may re-read and re-step a key
 	// after losing a compare-and-swap race on it (default

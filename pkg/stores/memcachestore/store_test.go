@@ -416,3 +416,35 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before the Store", n, before)
 	}
 }
+
+// TestRoundTripsPerCall checks that a call costs one round trip per phase
+// on one server, whatever its number of keys: one for fixed_window
+// counters (incr, creating a missing counter in the same command), two for
+// compare-and-swap keys (the reads, then the writes), and one more when a
+// refused fixed_window hit is given back.
+func TestRoundTripsPerCall(t *testing.T) {
+	s := newStore(t, []string{testservers.Memcached(t).Addr}, Options{})
+	defer s.Close()
+	p := testPrefix()
+	lim := strategies.Limit{Requests: 2, Period: strategies.Hour}
+	now := strategytest.T0
+	fw := func(k string, hits int64) limiter.Op { return mustOp(t, p+k, "fixed_window", lim, hits) }
+	tb := func(k string) limiter.Op { return mustOp(t, p+k, "token_bucket", lim, 1) }
+	for _, c := range []struct {
+		name  string
+		ops   []limiter.Op
+		trips uint64
+	}{
+		{"three new counters", []limiter.Op{fw("a", 1), fw("b", 1), fw("c", 1)}, 1},
+		{"three counters again", []limiter.Op{fw("a", 1), fw("b", 1), fw("c", 1)}, 1},
+		{"a refused hit given back", []limiter.Op{fw("a", 1), fw("b", 1)}, 2},
+		{"three compare-and-swap keys", []limiter.Op{tb("x"), tb("y"), tb("z")}, 2},
+		{"counters and compare-and-swap keys", []limiter.Op{fw("d", 1), tb("x"), tb("w")}, 2},
+	} {
+		before := s.roundTrips()
+		applyOK(t, s, now, c.ops...)
+		if got := s.roundTrips() - before; got != c.trips {
+			t.Errorf("%s: %d round trips, want %d", c.name, got, c.trips)
+		}
+	}
+}
