@@ -84,9 +84,12 @@ type applier struct {
 	vout   []strategies.Decision
 }
 
-// vetoOp always vetoes its call: added to a call's ops, it makes
-// limiter.Stage decide the others as under a veto.
-var vetoOp = limiter.Op{Strategy: strategies.FixedWindow{}, Limit: strategies.Limit{Requests: 0, Period: 1}, Hits: 1}
+// vetoOp returns an op that always vetoes its call (one hit against a
+// limit of none): added to a call's ops, it makes limiter.Stage decide the
+// others as under a veto.
+func vetoOp() limiter.Op {
+	return limiter.Op{Strategy: strategies.FixedWindow{}, Limit: strategies.Limit{Requests: 0, Period: 1}, Hits: 1}
+}
 
 func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) {
 	a.s, a.ctx, a.now, a.ops, a.out, a.veto = s, ctx, now, ops, out, false
@@ -172,11 +175,14 @@ func (a *applier) stage() {
 		// The call stays vetoed (its counters have given their hits
 		// back): decide it with an op that vetoes it.
 		n := len(a.ops)
-		a.vops = append(append(a.vops[:0], a.ops...), vetoOp)
+		a.vops = append(append(a.vops[:0], a.ops...), vetoOp())
 		a.vkeyOf = append(append(a.vkeyOf[:0], a.keyOf...), len(a.keys))
 		a.vout = resize(a.vout, n+1)
-		staged := append(a.staged, limiter.Staged{})
-		limiter.Stage(a.now, a.vops, a.vkeyOf, staged, a.vout)
+		// The extra key of vetoOp; a.staged keeps the backing array
+		// Stage wrote to.
+		a.staged = append(a.staged, limiter.Staged{})
+		limiter.Stage(a.now, a.vops, a.vkeyOf, a.staged, a.vout)
+		a.staged = a.staged[:len(a.keys)]
 		copy(a.out, a.vout[:n])
 		clear(a.vops)
 	}

@@ -448,3 +448,68 @@ func TestRoundTripsPerCall(t *testing.T) {
 		}
 	}
 }
+
+// TestVetoedRefundsRace runs calls that a full key vetoes while they also
+// refund a compare-and-swap key, against hits on that key from another
+// Store (another replica), so that the refunds' writes lose races and the
+// vetoed calls are decided again: every refund is applied exactly once.
+func TestVetoedRefundsRace(t *testing.T) {
+	addrs := testservers.MemcachedAddrs(testservers.MemcachedPool(t, 2))
+	refunder := newStore(t, addrs, Options{MaxRetries: 1000})
+	defer refunder.Close()
+	hitter := newStore(t, addrs, Options{MaxRetries: 1000})
+	defer hitter.Close()
+	p := testPrefix()
+	now := strategytest.T0
+	lim := strategies.Limit{Requests: 1000, Period: 1000 * strategies.Hour}
+	full := mustOp(t, p+"full", "token_bucket", strategies.Limit{Requests: 1, Period: strategies.Hour}, 1)
+	applyOK(t, refunder, now, full)
+	shared := mustOp(t, p+"shared", "token_bucket", lim, 500)
+	applyOK(t, refunder, now, shared)
+
+	const calls = 100
+	refund := shared
+	refund.Hits = -1
+	hit := shared
+	hit.Hits = 1
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*calls)
+	var hits atomic.Int64
+	wg.Go(func() {
+		out := make([]strategies.Decision, 2)
+		for range calls {
+			if err := refunder.Apply(context.Background(), now, []limiter.Op{full, refund}, out); err != nil {
+				errs <- err
+				return
+			}
+			if out[0].Allowed || !out[1].Allowed {
+				errs <- fmt.Errorf("vetoed call with a refund decided %+v, want the full key refused and the refund allowed", out)
+				return
+			}
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			out := make([]strategies.Decision, 1)
+			for range calls / 4 {
+				if err := hitter.Apply(context.Background(), now, []limiter.Op{hit}, out); err != nil {
+					errs <- err
+					return
+				}
+				if out[0].Allowed {
+					hits.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	check := shared
+	check.Hits = 0
+	if got, want := applyOK(t, hitter, now, check)[0].Remaining, 500+calls-hits.Load(); got != want {
+		t.Fatalf("Remaining %d after %d refunds and %d hits from 500, want %d", got, calls, hits.Load(), want)
+	}
+}
