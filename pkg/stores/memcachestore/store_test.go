@@ -513,3 +513,56 @@ func TestVetoedRefundsRace(t *testing.T) {
 		t.Fatalf("Remaining %d after %d refunds and %d hits from 500, want %d", got, calls, hits.Load(), want)
 	}
 }
+
+// TestLateVetoUnstages makes two calls race for a compare-and-swap key
+// with room for one, each also refunding and consuming on a
+// compare-and-swap key of its own, written in the same phase: the loser,
+// vetoed once it reads the shared key again, gives back what it consumed
+// on its own key (limiter.Unstage) and keeps its refund.
+func TestLateVetoUnstages(t *testing.T) {
+	addrs := testservers.MemcachedAddrs(testservers.MemcachedPool(t, 2))
+	const rounds = 20
+	now := strategytest.T0
+	own := strategies.Limit{Requests: 100, Period: 1000 * strategies.Hour}
+	for r := range rounds {
+		p := testPrefix()
+		shared := mustOp(t, p+"shared", "token_bucket", strategies.Limit{Requests: 1, Period: strategies.Hour}, 1)
+		stores := make([]*Store, 2)
+		calls := make([][]limiter.Op, 2)
+		for i := range stores {
+			stores[i] = newStore(t, addrs, Options{MaxRetries: 1000})
+			defer stores[i].Close()
+			key := fmt.Sprintf("%sown%d", p, i)
+			applyOK(t, stores[i], now, mustOp(t, key, "token_bucket", own, 50))
+			calls[i] = []limiter.Op{mustOp(t, key, "token_bucket", own, -1), mustOp(t, key, "token_bucket", own, 3), shared}
+		}
+		outs := make([][]strategies.Decision, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range stores {
+			outs[i] = make([]strategies.Decision, 3)
+			wg.Go(func() { errs[i] = stores[i].Apply(context.Background(), now, calls[i], outs[i]) })
+		}
+		wg.Wait()
+		won := 0
+		for i := range stores {
+			if errs[i] != nil {
+				t.Fatalf("round %d: Apply %d: %v", r, i, errs[i])
+			}
+			check := calls[i][1]
+			check.Hits = 0
+			rem := applyOK(t, stores[i], now, check)[0].Remaining
+			want := int64(50 + 1) // the refund stays
+			if outs[i][2].Allowed {
+				won++
+				want -= 3
+			}
+			if rem != want {
+				t.Errorf("round %d: call %d (shared admitted: %v) leaves Remaining %d on its own key, want %d", r, i, outs[i][2].Allowed, rem, want)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d calls admitted on a key with room for one", r, won)
+		}
+	}
+}
