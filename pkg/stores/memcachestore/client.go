@@ -129,7 +129,8 @@ func (s *Store) send(ctx context.Context, jobs []job) {
 		case <-ctx.Done():
 			j.fail(errNotSent)
 		}
-		j.cmds = j.cmds[:0]
+		clear(j.cmds)
+		j.cmds, j.ctx = j.cmds[:0], nil
 	}
 	for i := range jobs {
 		if j := &jobs[i]; len(j.cmds) > 0 {
