@@ -41,7 +41,7 @@ func isFixedWindow(s strategies.Strategy) bool {
 
 // maxScanWindows bounds how many windows a request whose clock went back
 // reads to find the latest window of its key holding hits (see
-// fastGroup.locate). A clock that went back further counts in the window
+// applier.locate). A clock that went back further counts in the window
 // of its own now.
 const maxScanWindows = 32
 
