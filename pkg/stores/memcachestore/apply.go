@@ -4,92 +4,106 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
-
-	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
-// keyState is one distinct key of an Apply call on the compare-and-swap
-// path (every strategy but fixed_window).
+// keyState is one distinct key of an Apply call: a fixed_window counter
+// (the ops of one store key and period, see fastpath.go) or a state
+// written by compare-and-swap (the ops of one store key, every other
+// strategy). Its limiter.Staged is the entry of the same index in
+// applier.staged.
 type keyState struct {
-	key    string           // the store key, as the ops carry it
-	mkey   string           // the memcached key (see memcacheKey)
-	item   *memcache.Item   // as last read; nil when missing
-	orig   strategies.State // decoded from item
-	staged strategies.State // after stepping this call's ops
-	ttl    int64            // TTL of staged, from the last step
-	ops    []int            // indices of the ops on this key, in order
-	buf    []byte           // encoding buffer of write
-	// dirty reports that staged must be written: an op consumed or
-	// refunded on it.
-	dirty bool
-	// written reports that staged has been stored.
+	key  string // the store key, as the ops carry it
+	mkey string // the memcached key: windowKey for a counter, else memcacheKey
+	// fast marks a fixed_window counter.
+	fast bool
+	// local marks a counter whose period Step decides without state: it
+	// costs no round trip.
+	local  bool
+	period int64 // fast: the period of its ops
+	start  int64 // fast: the window its ops count in
+	// sum is the hits the counter's incr adds (fast): those of its ops
+	// that can fit at all.
+	sum int64
+	// held reports that the counter was read or incremented (fast), so
+	// base and cur are known and cur−base hits may need giving back.
+	held bool
+	base int64 // fast: the count before this call's incr
+	cur  int64 // fast: the count as this call left it (others' changes aside)
+	// found reports that the state existed when last read, with CAS id cas.
+	found bool
+	cas   uint64
+	// written reports that a state of this call is stored (compare-and-
+	// swap keys); such a key is never written again by the call, only
+	// given back (limiter.Unstage) under a veto or an error.
 	written bool
-	// done reports that nothing remains to do on the key: it was written,
-	// or written and then refunded under a veto.
-	done bool
-	// conflict reports that the last write lost a race.
-	conflict bool
+	buf     []byte // encoding buffer of its writes
 }
 
 // applier runs one Apply call. It is reused through Store.pool.
 //
-// The round trips of one call run in parallel where they do not depend on
-// each other (see parallel): the fixed_window counters and the multi-get
-// of the other keys first, then the give-backs of refused counter hits
-// and the compare-and-swaps of all written keys. Each concurrent task
-// touches only its own keyState or fastGroup and the entries of out,
-// denied and fprev of that key's ops.
+// A call is at most a few phases of round trips, each phase one exec of
+// all its commands: (rarely) a search for a later window of a counter,
+// then the incr of every counter and the read of every other key, then
+// the give-backs of counter hits and the writes of the changed states;
+// keys that lost a compare-and-swap race are read again and the call
+// decided again (limiter.Stage) until every write succeeds.
 type applier struct {
-	s    *Store
-	ctx  context.Context
-	now  int64
-	ops  []limiter.Op
-	out  []strategies.Decision
-	keys []keyState
-	fast []fastGroup
-	// opKey maps an op to its index in keys, or in fast when opFast.
-	opKey  []int
-	opFast []bool
-	// denied marks the ops with Hits > 0 that the first pass denied.
-	denied []bool
-	// fprev is, for each fixed_window op, the count its key had before
-	// it, less the hits admitted by earlier ops of the call on the key:
-	// what a check reports under a veto.
-	fprev []int64
-	// veto reports that a non-Independent op with Hits > 0 was denied, so
-	// that no op with Hits > 0 consumes.
+	s   *Store
+	ctx context.Context
+	now int64
+	ops []limiter.Op
+	out []strategies.Decision
+
+	keys   []keyState
+	staged []limiter.Staged // one per key: what limiter.Stage decides on
+	keyOf  []int            // op → index in keys
+	// consumed is limiter.Consumed of each op for the last Stage.
+	consumed []bool
+	// veto is what the last Stage returned. Once set it stays set: the
+	// counters have given their hits back.
 	veto bool
-	// stripes are the local locks held for the keys.
+	// stripes are the local locks held for the compare-and-swap keys.
 	stripes []uint32
-	// pending and tasks are scratch lists of key and group indices.
-	pending, tasks []int
+	// cmds and cmdKey are the commands of a phase and their keys; jobs
+	// is exec's scratch, one per server.
+	cmds   []cmd
+	cmdKey []int
+	jobs   []job
+	// pending, prev, vcmds and vcmdKey are scratch lists.
+	pending []int
+	prev    []bool
+	vcmds   []cmd
+	vcmdKey []int
+	// vops, vkeyOf and vout hold the call plus vetoOp, to decide it under
+	// a veto (see stage).
+	vops   []limiter.Op
+	vkeyOf []int
+	vout   []strategies.Decision
+}
+
+// vetoOp returns an op that always vetoes its call (one hit against a
+// limit of none): added to a call's ops, it makes limiter.Stage decide the
+// others as under a veto.
+func vetoOp() limiter.Op {
+	return limiter.Op{Strategy: strategies.FixedWindow{}, Limit: strategies.Limit{Requests: 0, Period: 1}, Hits: 1}
 }
 
 func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) {
 	a.s, a.ctx, a.now, a.ops, a.out, a.veto = s, ctx, now, ops, out, false
-	a.opKey = resize(a.opKey, len(ops))
-	a.opFast = resize(a.opFast, len(ops))
-	a.denied = resize(a.denied, len(ops))
-	a.fprev = resize(a.fprev, len(ops))
-	clear(a.denied)
+	a.keyOf = resize(a.keyOf, len(ops))
+	a.consumed = resize(a.consumed, len(ops))
+	clear(a.consumed)
 	a.keys = a.keys[:0]
-	a.fast = a.fast[:0]
 	for i := range ops {
 		op := &ops[i]
-		if isFixedWindow(op.Strategy) {
-			a.opFast[i] = true
-			a.opKey[i] = a.addFast(i)
-			continue
-		}
-		a.opFast[i] = false
+		fast := isFixedWindow(op.Strategy)
 		ki := -1
 		for j := range a.keys {
-			if a.keys[j].key == op.Key {
+			k := &a.keys[j]
+			if k.fast == fast && k.key == op.Key && (!fast || k.period == op.Limit.Period) {
 				ki = j
 				break
 			}
@@ -98,53 +112,37 @@ func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.
 			ki = len(a.keys)
 			a.keys = append(a.keys, keyState{})
 			k := &a.keys[ki]
-			ops, buf := k.ops[:0], k.buf[:0] // keep the backing arrays of a previous call
-			*k = keyState{key: op.Key, mkey: memcacheKey(op.Key), ops: ops, buf: buf}
+			*k = keyState{key: op.Key, fast: fast, buf: k.buf[:0]} // keep the buffer of a previous call
+			switch {
+			case !fast:
+				k.mkey = memcacheKey(op.Key)
+			case op.Limit.Period <= 0:
+				k.local = true
+			default:
+				k.period = op.Limit.Period
+				k.start = windowStart(now, k.period)
+				k.mkey = windowKey(op.Key, k.start)
+			}
 		}
-		a.keys[ki].ops = append(a.keys[ki].ops, i)
-		a.opKey[i] = ki
-	}
-}
-
-// addFast adds fixed_window op i to the group of its key and period and
-// returns the group's index.
-func (a *applier) addFast(i int) int {
-	op := &a.ops[i]
-	for j := range a.fast {
-		g := &a.fast[j]
-		if g.key == op.Key && g.lim.Period == op.Limit.Period {
-			g.ops = append(g.ops, i)
-			g.batch = g.batch && op.Hits >= 0
-			return j
+		a.keyOf[i] = ki
+		if k := &a.keys[ki]; fast && op.Hits > 0 && op.Hits <= op.Limit.Requests {
+			k.sum += op.Hits
 		}
 	}
-	j := len(a.fast)
-	a.fast = append(a.fast, fastGroup{})
-	g := &a.fast[j]
-	ops := g.ops[:0]
-	*g = fastGroup{key: op.Key, lim: op.Limit, ops: append(ops, i), batch: op.Hits >= 0}
-	if op.Limit.Period <= 0 {
-		g.local = true
-	} else {
-		g.start = windowStart(a.now, op.Limit.Period)
-		g.mkey = windowKey(op.Key, g.start)
-	}
-	return j
+	a.staged = resize(a.staged, len(a.keys))
+	clear(a.staged)
 }
 
 // release drops the references of the finished call, so that the pool
-// keeps no states, items or contexts alive.
+// keeps no states, keys or contexts alive.
 func (a *applier) release() {
 	for i := range a.keys {
-		ops, buf := a.keys[i].ops[:0], a.keys[i].buf[:0]
-		a.keys[i] = keyState{ops: ops, buf: buf}
+		a.keys[i] = keyState{buf: a.keys[i].buf[:0]}
 	}
 	a.keys = a.keys[:0]
-	for i := range a.fast {
-		ops := a.fast[i].ops[:0]
-		a.fast[i] = fastGroup{ops: ops}
-	}
-	a.fast = a.fast[:0]
+	clear(a.staged)
+	clear(a.cmds)
+	clear(a.vops)
 	a.s, a.ctx, a.ops, a.out = nil, nil, nil, nil
 }
 
@@ -155,406 +153,359 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// maxParallel bounds the goroutines of one call's parallel round trips.
-const maxParallel = 8
-
-// parallel runs f(0) … f(n−1) on up to maxParallel goroutines (the
-// calling one included) and returns their errors joined. It returns
-// after every f has returned, so no goroutine outlives the call.
-func parallel(n int, f func(i int) error) error {
-	switch n {
-	case 0:
-		return nil
-	case 1:
-		return f(0)
+// run applies the call: read (and increment) every key, decide the call
+// with limiter.Stage, then commit.
+func (a *applier) run() error {
+	if err := a.locate(); err != nil {
+		return a.fail(err)
 	}
-	errs := make([]error, n)
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= n {
-				return
-			}
-			errs[i] = f(i)
+	if err := a.readAll(); err != nil {
+		return a.fail(err)
+	}
+	a.stage()
+	return a.commit()
+}
+
+// stage decides the call from the states in a.staged, under a veto when
+// an earlier Stage of the call vetoed it, and updates consumed.
+func (a *applier) stage() {
+	if !a.veto {
+		a.veto = limiter.Stage(a.now, a.ops, a.keyOf, a.staged, a.out)
+	} else {
+		// The call stays vetoed (its counters have given their hits
+		// back): decide it with an op that vetoes it.
+		n := len(a.ops)
+		a.vops = append(append(a.vops[:0], a.ops...), vetoOp())
+		a.vkeyOf = append(append(a.vkeyOf[:0], a.keyOf...), len(a.keys))
+		a.vout = resize(a.vout, n+1)
+		// The extra key of vetoOp; a.staged keeps the backing array
+		// Stage wrote to.
+		a.staged = append(a.staged, limiter.Staged{})
+		limiter.Stage(a.now, a.vops, a.vkeyOf, a.staged, a.vout)
+		a.staged = a.staged[:len(a.keys)]
+		copy(a.out, a.vout[:n])
+		clear(a.vops)
+	}
+	for i := range a.ops {
+		a.consumed[i] = limiter.Consumed(&a.ops[i], &a.out[i], a.veto)
+	}
+}
+
+// readAll increments every counter by its sum (reads it when the sum is
+// 0) and reads every other key, in one phase, and fills a.staged's Orig.
+func (a *applier) readAll() error {
+	a.startPhase()
+	for ki := range a.keys {
+		k := &a.keys[ki]
+		switch {
+		case k.local:
+		case k.fast && k.sum > 0:
+			exp, _ := expiration(a.now, k.start+k.period-a.now)
+			a.addCmd(ki, cmd{op: cmdIncr, key: k.mkey, delta: uint64(k.sum), exp: exp})
+		default:
+			a.addCmd(ki, cmd{op: cmdGet, key: k.mkey})
 		}
 	}
-	var wg sync.WaitGroup
-	for range min(n, maxParallel) - 1 {
-		wg.Go(work)
+	a.s.exec(a.ctx, a.cmds, a.jobs)
+	var errs []error
+	for ci := range a.cmds {
+		if err := a.readDone(a.cmdKey[ci], &a.cmds[ci]); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	work()
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// run applies the call: the fixed_window counters and the read of the
-// other keys in parallel, then the steps of the other keys and the
-// all-or-nothing rule, then the give-backs and writes.
-func (a *applier) run() error {
-	nf := len(a.fast)
-	n := nf
-	if len(a.keys) > 0 {
-		n++
+// readDone records the answer of the incr or get of keys[ki] in
+// a.staged[ki].Orig.
+func (a *applier) readDone(ki int, c *cmd) error {
+	k := &a.keys[ki]
+	if c.err != nil {
+		return a.cmdError(k, c)
 	}
-	err := parallel(n, func(i int) error {
-		if i < nf {
-			return a.fastRun(&a.fast[i])
-		}
-		return a.readAll()
-	})
-	if err != nil {
-		return a.fail(err)
+	if !k.fast {
+		st, err := a.decode(k, c)
+		a.staged[ki].Orig = st
+		return err
 	}
-	veto := false
-	for gi := range a.fast {
-		if a.fastVetoes(&a.fast[gi]) {
-			veto = true
-		}
-	}
-	for ki := range a.keys {
-		if a.stepKey(ki) {
-			veto = true
-		}
-	}
-	if veto {
-		a.applyVeto()
-	}
-	return a.commitAll()
-}
-
-// applyVeto sets the veto and re-steps every key not yet done under it.
-func (a *applier) applyVeto() {
-	a.veto = true
-	for ki := range a.keys {
-		if !a.keys[ki].done {
-			a.stepKey(ki)
-		}
-	}
-	for gi := range a.fast {
-		a.fastVeto(&a.fast[gi])
-	}
-}
-
-// commitAll gives back the counter hits the call does not keep and writes
-// the dirty keys, in rounds of parallel round trips: after a round, the
-// keys that lost a race are read again (in one multi-get) and re-stepped;
-// when a re-stepped key now vetoes the request, what the call already
-// consumed is taken back first.
-func (a *applier) commitAll() error {
-	for round := 0; ; round++ {
-		a.tasks = a.tasks[:0]
-		for gi := range a.fast {
-			if a.fast[gi].consumed > a.keep(&a.fast[gi]) {
-				a.tasks = append(a.tasks, gi)
-			}
-		}
-		a.pending = a.pending[:0]
-		for ki := range a.keys {
-			if k := &a.keys[ki]; k.dirty && !k.done {
-				a.pending = append(a.pending, ki)
-			}
-		}
-		nt := len(a.tasks)
-		err := parallel(nt+len(a.pending), func(i int) error {
-			if i < nt {
-				g := &a.fast[a.tasks[i]]
-				return a.giveBack(g, a.keep(g))
-			}
-			k := &a.keys[a.pending[i-nt]]
-			err := a.write(k)
-			switch {
-			case err == nil:
-				k.written, k.done = true, true
-			case isConflict(err):
-				k.conflict = true
-				err = nil
-			}
-			return err
-		})
+	var count int64
+	switch {
+	case c.op == cmdIncr:
+		v, err := a.countOf(k, c.num)
 		if err != nil {
-			return a.fail(err)
+			return err
 		}
-		conflicts := a.pending[:0]
-		for _, ki := range a.pending {
-			if a.keys[ki].conflict {
-				a.keys[ki].conflict = false
-				conflicts = append(conflicts, ki)
+		count = v - k.sum
+		k.cur = v
+	case c.res == resOK:
+		v, err := parseCount(c.val)
+		if err != nil {
+			return fmt.Errorf("memcachestore: key %q (memcached key %q): %w", k.key, k.mkey, err)
+		}
+		count, k.cur = v, v
+	}
+	k.held, k.base = true, count
+	a.staged[ki].Orig = strategies.State{A: k.start, B: count}
+	return nil
+}
+
+// decode records the CAS id of a get of k and returns the state it read:
+// the zero State for a missing key.
+func (a *applier) decode(k *keyState, c *cmd) (strategies.State, error) {
+	k.found, k.cas = c.res == resOK, c.casID
+	if !k.found {
+		return strategies.State{}, nil
+	}
+	st, err := decodeState(c.val)
+	if err != nil {
+		return strategies.State{}, fmt.Errorf("memcachestore: key %q (memcached key %q): %w", k.key, k.mkey, err)
+	}
+	return st, nil
+}
+
+// commit gives back the counter hits the call does not keep and writes
+// the changed states, in phases: after a phase, the keys that lost a race
+// are read again and the call decided again; when it is now vetoed, what
+// the call already consumed on the keys it wrote is given back first.
+func (a *applier) commit() error {
+	for round := 0; ; round++ {
+		a.startPhase()
+		for ki := range a.keys {
+			k := &a.keys[ki]
+			if k.fast {
+				if n := k.cur - a.counterWant(ki); k.held && n > 0 {
+					a.addCmd(ki, cmd{op: cmdDecr, key: k.mkey, delta: uint64(n)})
+				}
+			} else if a.staged[ki].Dirty && !k.written {
+				if c, ok := a.writeCmd(k, a.staged[ki].State, a.staged[ki].TTL); ok {
+					a.addCmd(ki, c)
+				} else {
+					k.written = true // nothing to store
+				}
 			}
 		}
-		if len(conflicts) == 0 {
+		a.s.exec(a.ctx, a.cmds, a.jobs)
+		var errs []error
+		a.pending = a.pending[:0]
+		for ci := range a.cmds {
+			c := &a.cmds[ci]
+			ki := a.cmdKey[ci]
+			k := &a.keys[ki]
+			switch {
+			case c.err != nil:
+				errs = append(errs, a.cmdError(k, c))
+			case k.fast:
+				k.cur = a.counterWant(ki)
+			case c.res == resConflict:
+				a.pending = append(a.pending, ki)
+			default:
+				k.written = true
+			}
+		}
+		if len(errs) > 0 {
+			return a.fail(errors.Join(errs...))
+		}
+		if len(a.pending) == 0 {
+			a.raiseHighWater()
 			return nil
 		}
 		if round >= a.s.maxRetries {
-			return a.fail(contention("set", a.keys[conflicts[0]].key, round))
+			return a.fail(contention("set", a.keys[a.pending[0]].key, round))
 		}
-		if err := a.readKeys(conflicts); err != nil {
+		if err := a.reread(a.pending); err != nil {
 			return a.fail(err)
 		}
-		veto := false
-		for _, ki := range conflicts {
-			if a.stepKey(ki) && !a.veto {
-				veto = true
+		wasVetoed := a.veto
+		a.prev = append(a.prev[:0], a.consumed...)
+		a.stage()
+		if a.veto && !wasVetoed {
+			if err := a.unstage(a.prev); err != nil {
+				return a.fail(err)
 			}
 		}
-		if veto {
-			if err := a.undo(); err != nil {
-				return err
-			}
-			a.applyVeto()
+	}
+}
+
+// counterWant is the count that counter keys[ki] must be left at, as far
+// as this call is concerned: the state Stage decided when it stays in the
+// counter's window, else the count before the call plus the hits of its
+// ops that consumed.
+func (a *applier) counterWant(ki int) int64 {
+	k, st := &a.keys[ki], &a.staged[ki]
+	if !st.Dirty {
+		return k.base
+	}
+	if st.State.A == k.start {
+		return st.State.B
+	}
+	want := k.base
+	for i := range a.ops {
+		if a.keyOf[i] == ki && a.consumed[i] {
+			want += a.ops[i].Hits
 		}
 	}
+	return want
 }
 
-// keep is how many hits the call keeps on g's counter.
-func (a *applier) keep(g *fastGroup) int64 {
-	if a.veto {
-		return 0
+// writeCmd returns the command that stores st (TTL ttl) on k: cas when
+// the key was read, add when it was missing, a conditional delete when st
+// need not be kept; ok is false when there is nothing to do (a missing key
+// that need not be kept).
+func (a *applier) writeCmd(k *keyState, st strategies.State, ttl int64) (c cmd, ok bool) {
+	exp, del := expiration(a.now, ttl)
+	switch {
+	case del && !k.found:
+		return cmd{}, false
+	case del:
+		return cmd{op: cmdDelete, key: k.mkey, cas: k.cas}, true
 	}
-	return g.admitted
-}
-
-// fail takes back what the call consumed, as far as the servers can still
-// be reached, and returns err (joined with the errors of taking back).
-func (a *applier) fail(err error) error {
-	a.veto = true
-	if uerr := a.undo(); uerr != nil {
-		return errors.Join(err, uerr)
+	k.buf = appendState(k.buf[:0], st)
+	if !k.found {
+		return cmd{op: cmdAdd, key: k.mkey, value: k.buf, exp: exp}, true
 	}
-	return err
+	return cmd{op: cmdCAS, key: k.mkey, value: k.buf, exp: exp, cas: k.cas}, true
 }
 
-// undo takes back, in parallel, the hits that the ops with Hits > 0
-// consumed on the keys already written and on the counters, and reports
-// those ops as checks. Refunds (Hits < 0) of this call stay applied.
-func (a *applier) undo() error {
-	a.tasks = a.tasks[:0]
-	for gi := range a.fast {
-		if a.fast[gi].consumed > 0 {
-			a.tasks = append(a.tasks, -1-gi)
+// reread reads the keys of the given indices again into a.staged.
+func (a *applier) reread(kis []int) error {
+	a.startPhase()
+	for _, ki := range kis {
+		a.addCmd(ki, cmd{op: cmdGet, key: a.keys[ki].mkey})
+	}
+	a.s.exec(a.ctx, a.cmds, a.jobs)
+	var errs []error
+	for ci := range a.cmds {
+		if err := a.readDone(a.cmdKey[ci], &a.cmds[ci]); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// unstage gives back, on every key the call wrote, the hits its ops
+// consumed there (consumed as limiter.Consumed held for the Stage that was
+// written), each key in a compare-and-swap loop (limiter.Unstage on the
+// state as read again). Refunds of the call stay applied.
+func (a *applier) unstage(consumed []bool) error {
+	a.pending = a.pending[:0]
 	for ki := range a.keys {
-		if k := &a.keys[ki]; k.written && a.consumed(k) {
-			a.tasks = append(a.tasks, ki)
+		if k := &a.keys[ki]; !k.fast && k.written && a.holds(ki, consumed) {
+			a.pending = append(a.pending, ki)
 		}
 	}
-	err := parallel(len(a.tasks), func(i int) error {
-		t := a.tasks[i]
-		if t < 0 {
-			return a.giveBack(&a.fast[-1-t], 0)
+	for attempt := 0; len(a.pending) > 0; attempt++ {
+		if attempt > a.s.maxRetries {
+			return contention("refund of", a.keys[a.pending[0]].key, attempt-1)
 		}
-		k := &a.keys[t]
-		err := a.refund(k)
-		k.written, k.dirty = false, false
-		return err
-	})
-	for gi := range a.fast {
-		a.fastVeto(&a.fast[gi])
+		a.startPhase()
+		for _, ki := range a.pending {
+			a.addCmd(ki, cmd{op: cmdGet, key: a.keys[ki].mkey})
+		}
+		a.s.exec(a.ctx, a.cmds, a.jobs)
+		var errs []error
+		a.pending = a.pending[:0]
+		a.vcmds = append(a.vcmds[:0], a.cmds...)
+		a.vcmdKey = append(a.vcmdKey[:0], a.cmdKey...)
+		a.startPhase()
+		for ci := range a.vcmds {
+			ki, k := a.vcmdKey[ci], &a.keys[a.vcmdKey[ci]]
+			if a.vcmds[ci].err != nil {
+				errs = append(errs, a.cmdError(k, &a.vcmds[ci]))
+				continue
+			}
+			cur, err := a.decode(k, &a.vcmds[ci])
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			st, ttl, changed := limiter.Unstage(a.now, a.ops, a.keyOf, ki, cur, consumed)
+			if !changed {
+				continue
+			}
+			if c, ok := a.writeCmd(k, st, ttl); ok {
+				a.addCmd(ki, c)
+			}
+		}
+		clear(a.vcmds)
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		a.s.exec(a.ctx, a.cmds, a.jobs)
+		for ci := range a.cmds {
+			c := &a.cmds[ci]
+			switch {
+			case c.err != nil:
+				errs = append(errs, a.cmdError(&a.keys[a.cmdKey[ci]], c))
+			case c.res == resConflict:
+				a.pending = append(a.pending, a.cmdKey[ci])
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
 	}
-	return err
+	return nil
 }
 
-// stepKey steps the ops on keys[ki] in order from its state as read,
-// writing their decisions to out and setting staged, ttl and dirty. It
-// reports whether a non-Independent op with Hits > 0 was denied.
-//
-// Without a veto every op steps with its hits. Under a veto, ops with
-// Hits > 0 that the first pass denied keep their denial, the others step
-// as checks (Hits 0), and refunds step as they are.
-func (a *applier) stepKey(ki int) (vetoes bool) {
-	k := &a.keys[ki]
-	st := k.orig
-	k.dirty = false
-	for _, oi := range k.ops {
-		op := &a.ops[oi]
-		hits := op.Hits
-		if a.veto && hits > 0 {
-			if a.denied[oi] {
-				continue // a denied op leaves the state as it was
-			}
-			hits = 0
-		}
-		next, d := op.Strategy.Step(st, a.now, op.Limit, hits)
-		a.out[oi] = d
-		if !a.veto {
-			a.denied[oi] = hits > 0 && !d.Allowed
-		}
-		switch {
-		case hits > 0 && !d.Allowed:
-			if !op.Independent {
-				vetoes = true
-			}
-		case hits != 0:
-			k.dirty = true
-		}
-		st, k.ttl = next, d.TTL
-	}
-	k.staged = st
-	return vetoes
-}
-
-// consumed reports whether an op with Hits > 0 was admitted on k.
-func (a *applier) consumed(k *keyState) bool {
-	for _, oi := range k.ops {
-		if a.ops[oi].Hits > 0 && a.out[oi].Allowed && !a.denied[oi] {
+// holds reports whether an op on keys[ki] consumed, by consumed.
+func (a *applier) holds(ki int, consumed []bool) bool {
+	for i := range a.ops {
+		if a.keyOf[i] == ki && consumed[i] {
 			return true
 		}
 	}
 	return false
 }
 
-// refund steps the admitted ops with Hits > 0 on k backwards (Hits < 0)
-// on the state now stored, in a compare-and-swap loop.
-func (a *applier) refund(k *keyState) error {
-	for attempt := 0; ; attempt++ {
-		if err := a.read(k); err != nil {
-			return err
-		}
-		st := k.orig
-		for i := len(k.ops) - 1; i >= 0; i-- {
-			oi := k.ops[i]
-			op := &a.ops[oi]
-			if op.Hits > 0 && a.out[oi].Allowed && !a.denied[oi] {
-				var d strategies.Decision
-				st, d = op.Strategy.Step(st, a.now, op.Limit, -op.Hits)
-				k.ttl = d.TTL
-			}
-		}
-		k.staged = st
-		err := a.write(k)
-		if err == nil {
-			// Report the refunded ops as checks of the restored state.
-			for _, oi := range k.ops {
-				op := &a.ops[oi]
-				if op.Hits > 0 && !a.denied[oi] {
-					_, a.out[oi] = op.Strategy.Step(st, a.now, op.Limit, 0)
-				}
-			}
-			return nil
-		}
-		if !isConflict(err) {
-			return err
-		}
-		if attempt >= a.s.maxRetries {
-			return contention("refund of", k.key, attempt)
-		}
-	}
-}
-
-// readAll reads every key of the call.
-func (a *applier) readAll() error {
-	a.pending = a.pending[:0]
+// fail gives back what the call consumed, as far as the servers can still
+// be reached within the call's time, and returns err joined with the
+// errors of giving back: the hits added to the counters, and what the ops
+// consumed on the keys written. Refunds of the call stay applied.
+func (a *applier) fail(err error) error {
+	var errs []error
+	a.startPhase()
 	for ki := range a.keys {
-		a.pending = append(a.pending, ki)
-	}
-	return a.readKeys(a.pending)
-}
-
-// readKeys reads the keys of the given indices: one get for one key, else
-// one multi-get (one round trip per server, in parallel).
-func (a *applier) readKeys(kis []int) error {
-	first := &a.keys[kis[0]]
-	if len(kis) == 1 {
-		return a.read(first)
-	}
-	if err := a.check("get", first.key); err != nil {
-		return err
-	}
-	mkeys := make([]string, len(kis))
-	for i, ki := range kis {
-		mkeys[i] = a.keys[ki].mkey
-	}
-	items, err := a.s.mc.GetMulti(mkeys)
-	if err != nil {
-		return unavailable("get", first.key, err)
-	}
-	for _, ki := range kis {
-		k := &a.keys[ki]
-		if err := a.setItem(k, items[k.mkey]); err != nil {
-			return err
+		if k := &a.keys[ki]; k.fast && k.held && k.cur > k.base {
+			a.addCmd(ki, cmd{op: cmdDecr, key: k.mkey, delta: uint64(k.cur - k.base)})
 		}
 	}
-	return nil
+	a.s.exec(a.ctx, a.cmds, a.jobs)
+	for ci := range a.cmds {
+		if c := &a.cmds[ci]; c.err != nil {
+			errs = append(errs, a.cmdError(&a.keys[a.cmdKey[ci]], c))
+		}
+	}
+	a.prev = append(a.prev[:0], a.consumed...)
+	if uerr := a.unstage(a.prev); uerr != nil {
+		errs = append(errs, uerr)
+	}
+	return errors.Join(append([]error{err}, errs...)...)
 }
 
-// read reads one key again.
-func (a *applier) read(k *keyState) error {
-	if err := a.check("get", k.key); err != nil {
-		return err
-	}
-	it, err := a.s.mc.Get(k.mkey)
+// startPhase empties the command list.
+func (a *applier) startPhase() {
+	clear(a.cmds)
+	a.cmds, a.cmdKey = a.cmds[:0], a.cmdKey[:0]
+}
+
+// addCmd adds a command on keys[ki] to the phase.
+func (a *applier) addCmd(ki int, c cmd) {
+	a.cmds = append(a.cmds, c)
+	a.cmdKey = append(a.cmdKey, ki)
+}
+
+// cmdError is the error of a command on k that failed.
+func (a *applier) cmdError(k *keyState, c *cmd) error {
+	what := [...]string{cmdGet: "get", cmdIncr: "incr", cmdDecr: "decr", cmdAdd: "add", cmdCAS: "cas", cmdDelete: "delete"}[c.op]
 	switch {
-	case errors.Is(err, memcache.ErrCacheMiss):
-		it = nil
-	case err != nil:
-		return unavailable("get", k.key, err)
+	case errors.Is(c.err, errNotSent):
+		return ctxError(a.ctx, fmt.Sprintf("%s %q", what, k.key))
+	case errors.Is(c.err, errClientError) && k.fast:
+		// memcached refuses to count a value that is not a decimal
+		// counter (written by another program): a malformed state.
+		return fmt.Errorf("memcachestore: %s key %q (memcached key %q): %w: %w", what, k.key, k.mkey, ErrMalformedState, c.err)
 	}
-	return a.setItem(k, it)
-}
-
-// setItem records a read item (nil when missing) and decodes its state.
-func (a *applier) setItem(k *keyState, it *memcache.Item) error {
-	k.item = it
-	if it == nil {
-		k.orig = strategies.State{}
-		return nil
-	}
-	st, err := decodeState(it.Value)
-	if err != nil {
-		return fmt.Errorf("memcachestore: key %q (memcached key %q): %w", k.key, k.mkey, err)
-	}
-	k.orig = st
-	return nil
-}
-
-// write stores k.staged: compare-and-swap when the key was read, add when
-// it was missing. A state that need not be kept (TTL 0) is deleted by a
-// compare-and-swap with an expiration in the past, or not written when
-// the key was missing. A lost race returns an error for which isConflict
-// holds.
-func (a *applier) write(k *keyState) error {
-	exp, del := expiration(a.now, k.ttl)
-	if del {
-		if k.item == nil {
-			return nil
-		}
-		exp = -1 // memcached stores the item already expired: a conditional delete
-	}
-	if err := a.check("set", k.key); err != nil {
-		return err
-	}
-	k.buf = appendState(k.buf[:0], k.staged)
-	// gomemcache writes the value before returning, so the buffer may be
-	// reused by the next write.
-	it := memcache.Item{Key: k.mkey, Value: k.buf, Expiration: exp}
-	var err error
-	if k.item == nil {
-		err = a.s.mc.Add(&it)
-	} else {
-		it.CasID = k.item.CasID
-		err = a.s.mc.CompareAndSwap(&it)
-	}
-	if err != nil && !isConflict(err) {
-		return unavailable("set", k.key, err)
-	}
-	return err
-}
-
-// isConflict reports whether err is a lost race: the key was changed
-// (CAS conflict), added (not stored) or removed (cache miss) since it was
-// read.
-func isConflict(err error) bool {
-	return errors.Is(err, memcache.ErrCASConflict) || errors.Is(err, memcache.ErrNotStored) || errors.Is(err, memcache.ErrCacheMiss)
-}
-
-// check returns an error when the call's context is done: no round trip
-// starts after Timeout or after ctx ends (see ctxError).
-func (a *applier) check(what, key string) error {
-	if a.ctx.Err() != nil {
-		return ctxError(a.ctx, fmt.Sprintf("%s %q", what, key))
-	}
-	return nil
+	return unavailable(what, k.key, c.err)
 }
 
 // contention is the error of a key that lost more compare-and-swap (or

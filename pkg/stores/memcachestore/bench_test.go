@@ -16,12 +16,13 @@ import (
 // ops per call, on keys spread over many clients (no contention) and on
 // one hot key shared by every goroutine. The "fw" calls lead with a
 // fixed_window op (then gcra and sliding_window_counter), so they take
-// the one-round-trip counter path for it; the "cas" calls use only
-// strategies of the compare-and-swap path (gcra, token_bucket,
-// sliding_window_counter), two round trips per call (a multi-get, then
-// the compare-and-swaps of all keys in parallel); the "fw3" calls hold
-// three fixed_window ops (envoy-rls's default strategy), whose counters
-// are incremented in parallel. Figures depend on the loopback round trip.
+// the counter path for it; the "cas" calls use only strategies of the
+// compare-and-swap path (gcra, token_bucket, sliding_window_counter), two
+// phases per call (the reads of all keys, then their compare-and-swaps);
+// the "fw3" calls hold three fixed_window ops (envoy-rls's default
+// strategy), one phase. The commands of a phase go out in one pipelined
+// write shared with the other goroutines' calls. Figures depend on the
+// loopback round trip.
 func BenchmarkApply(b *testing.B) {
 	addrs := []string{testservers.Memcached(b).Addr}
 	// Every call is admitted (gcra needs a burst for calls at one instant),
@@ -77,6 +78,7 @@ func benchApply(b *testing.B, name string, addrs []string, lim strategies.Limit,
 		}
 		b.SetParallelism(8) // I/O bound: 8 goroutines per CPU
 		b.ReportAllocs()
+		trips := s.roundTrips()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			cs := calls(worker.Add(1))
@@ -94,5 +96,7 @@ func benchApply(b *testing.B, name string, addrs []string, lim strategies.Limit,
 				i++
 			}
 		})
+		b.StopTimer()
+		b.ReportMetric(float64(s.roundTrips()-trips)/float64(b.N), "trips/op")
 	})
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/bradfitz/gomemcache/memcache"
-
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 )
 
@@ -32,13 +30,13 @@ func ctxError(ctx context.Context, step string) error {
 	return fmt.Errorf("memcachestore: %s: no answer within the timeout: %w: %w", step, limiter.ErrUnavailable, ctx.Err())
 }
 
-// classifyClientError returns the limiter error that err, an error of the
-// memcache client, wraps: limiter.ErrUnavailable for network errors,
-// timeouts, a server that reports an error or no server at all; nil (an
-// internal error) for a key the client refuses as malformed, which no
-// retry or other server would change.
+// classifyClientError returns the limiter error that err, an error of a
+// command (see cmd.err), wraps: limiter.ErrUnavailable for network
+// errors, timeouts, a server that reports an error or cannot be dialled;
+// nil (an internal error) for a key memcached would refuse as malformed,
+// which no retry or other server would change.
 func classifyClientError(err error) error {
-	if errors.Is(err, memcache.ErrMalformedKey) {
+	if errors.Is(err, errMalformedKey) {
 		return nil
 	}
 	return limiter.ErrUnavailable

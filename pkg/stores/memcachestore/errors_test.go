@@ -3,10 +3,10 @@ package memcachestore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
@@ -40,11 +40,11 @@ func TestErrorKinds(t *testing.T) {
 	if err := ctxError(inner, "get"); errors.Is(err, limiter.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("caller cancelled: %v, want context.Canceled only", err)
 	}
-	if err := unavailable("get", "k", memcache.ErrMalformedKey); errors.Is(err, limiter.ErrUnavailable) {
+	if err := unavailable("get", "k", errMalformedKey); errors.Is(err, limiter.ErrUnavailable) {
 		t.Errorf("malformed key: %v, want an internal error", err)
 	}
-	if err := unavailable("get", "k", memcache.ErrNoServers); !errors.Is(err, limiter.ErrUnavailable) {
-		t.Errorf("no servers: %v, want ErrUnavailable", err)
+	if err := unavailable("get", "k", fmt.Errorf("memcachestore: dial: %w", syscall.ECONNREFUSED)); !errors.Is(err, limiter.ErrUnavailable) {
+		t.Errorf("connection refused: %v, want ErrUnavailable", err)
 	}
 	if err := contention("set", "k", 3); !errors.Is(err, limiter.ErrOverloaded) || errors.Is(err, limiter.ErrUnavailable) {
 		t.Errorf("contention: %v, want ErrOverloaded", err)

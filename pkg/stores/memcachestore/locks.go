@@ -33,10 +33,13 @@ func newKeyLocks() *keyLocks {
 	return l
 }
 
-// stripesOf appends the sorted, distinct stripes of keys to dst.
+// stripesOf appends the sorted, distinct stripes of the compare-and-swap
+// keys among keys to dst (fixed_window counters take no local lock).
 func (l *keyLocks) stripesOf(dst []uint32, keys []keyState) []uint32 {
 	for i := range keys {
-		dst = append(dst, uint32(maphash.String(l.seed, keys[i].mkey)%lockStripes))
+		if !keys[i].fast {
+			dst = append(dst, uint32(maphash.String(l.seed, keys[i].mkey)%lockStripes))
+		}
 	}
 	slices.Sort(dst)
 	return slices.Compact(dst)

@@ -1,34 +1,36 @@
 // Package memcachestore is a limiter.Store backed by one or more memcached
-// servers (github.com/bradfitz/gomemcache).
+// servers (1.6 or later: it speaks the meta protocol, see client.go).
 //
-// Memcached runs no scripts. fixed_window (the default strategy) keeps
-// one decimal counter per key and window, under a memcached key holding
-// the window start (see windowKey), which expires with the window: a
-// request costs one incr (add on a miss) in the common case, and the
-// decision is the strategy's Step from the count before the incr. A
-// request that does not fit decrements its hits back; checks and hits
-// beyond the limit read the counter; refunds decrement it. Between an
-// incr and such a decrement, concurrent requests may see the extra hits
-// and be refused (never admitted beyond the limit). A request whose now
-// lies in an earlier window than an op this Store admitted on a key of the
-// same lock stripe (a clock that went back) looks for a later window of
-// its key holding hits, up to 32 windows back, and counts there, as Step
-// does; a clock that went back further, or a later window written only by
-// another replica, counts in the window of its own now. This layout is
-// not the one of the compare-and-swap path below: fixed_window states
-// stored by earlier versions of this package are ignored (each key starts
-// a fresh window once on upgrade).
+// Memcached runs no scripts: the store reads the states of a request's
+// keys, decides the request in Go with limiter.Stage (the all-or-nothing
+// rule of limiter.Store, written once for every store), and writes back
+// what changed.
 //
-// Every other strategy runs its Go step function in an optimistic loop:
-// the store reads the states of all keys of a request with one multi-get,
-// steps them, applies the all-or-nothing rule of limiter.Store, and writes
-// the changed states back with compare-and-swap (add for a missing key),
-// all keys in parallel. A write that loses a race re-reads and re-steps
-// its key; the number of retries is bounded, and running out of them is an
-// error, never an allow. The counters of a request's fixed_window ops are
-// updated in parallel with that multi-get, and the all-or-nothing rule
-// spans both kinds of ops: when any op vetoes the request, the counters'
-// hits are decremented back and the written states refunded.
+// fixed_window (the default strategy) keeps one decimal counter per key
+// and window, under a memcached key holding the window start (see
+// windowKey), which expires with the window: the store increments it by
+// the hits of the request's ops that can fit (creating it when missing),
+// so that the count before the incr is the state Stage decides from, and
+// gives back with a decr what Stage did not keep (see fastpath.go). A
+// request whose now lies in an earlier window than an op this Store
+// admitted on a key of the same lock stripe (a clock that went back)
+// looks for a later window of its key holding hits, up to 32 windows
+// back, and counts there, as Step does; a clock that went back further,
+// or a later window written only by another replica, counts in the window
+// of its own now. This layout is not the one of the compare-and-swap path
+// below: fixed_window states stored by earlier versions of this package
+// are ignored (each key starts a fresh window once on upgrade).
+//
+// Every other strategy keeps its encoded state under its own key, written
+// by compare-and-swap (add for a missing key). The incr of the counters
+// and the reads of the other keys of a request go out together; then the
+// decrements and the writes. A write that loses a race re-reads its key
+// and the request is decided again from the new state (the keys already
+// written keep their decisions); the number of retries is bounded, and
+// running out of them is an error, never an allow. When a request that
+// was admitted is vetoed by such a re-read, or fails part way, the store
+// gives back what it consumed on the keys it wrote (limiter.Unstage) and
+// on the counters.
 //
 // Keys are spread over the servers by client-side hashing (CRC-32 of the
 // key modulo the number of servers, as gomemcache's ServerList does), so
@@ -49,21 +51,24 @@
 // memcached's clock granularity; TTLs beyond 30 days are sent as absolute
 // Unix times computed from the now of the call, so they need the clocks of
 // the service and of memcached to agree. A state whose TTL is 0 is deleted
-// (by a compare-and-swap that stores it already expired) or not written.
+// (by a delete conditional on its CAS id) or not written.
+//
+// The commands of one phase of a request (all its incrs and reads, then
+// all its decrements and writes) go to each server in one pipelined
+// write, together with those of the other requests waiting for that
+// server, on a few connections per server (see client.go): a request
+// costs one round trip per phase and server, not one per key.
 package memcachestore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
@@ -71,9 +76,9 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultTimeout      = 10 * time.Millisecond
-	DefaultMaxIdleConns = 64
-	DefaultMaxRetries   = 16
+	DefaultTimeout     = 10 * time.Millisecond
+	DefaultConnections = 1
+	DefaultMaxRetries  = 16
 )
 
 // ErrClosed is wrapped by the error of Apply and Ping after Close.
@@ -95,15 +100,17 @@ type Options struct {
 	// Timeout bounds one Apply (default DefaultTimeout, 10 ms, half of
 	// Envoy's 20 ms rate-limit filter timeout; the service sets it from
 	// --store-timeout, 15 ms by default). No round trip starts after
-	// it has passed, and every socket read, write and dial has a deadline
-	// of Timeout/2, so an Apply returns within about 1.5 × Timeout even
-	// when a server hangs. The ctx passed to Apply can shorten it.
+	// it has passed, and every round trip (dial, write and read) has a
+	// deadline of at most Timeout/2, so an Apply returns within about
+	// 1.5 × Timeout even when a server hangs. The ctx passed to Apply can
+	// shorten it.
 	Timeout time.Duration
-	// MaxIdleConns is the number of idle connections kept per server
-	// (default DefaultMaxIdleConns). Set it above the peak number of
-	// concurrent round trips (one Apply runs up to 8 at once), or
-	// connections are closed and dialled again.
-	MaxIdleConns int
+	// Connections is the number of connections per server (default
+	// DefaultConnections, 1), each carrying the pipelined commands of
+	// whichever calls are waiting when it is free. One connection makes
+	// the largest batches, so the least CPU per request on both sides
+	// (bench/notes.md); more let a server's threads work in parallel.
+	Connections int
 	// MaxRetries is how many times one Apply may re-read and re-step a key
 	// after losing a compare-and-swap race on it (default
 	// DefaultMaxRetries). Beyond it Apply fails with ErrContention.
@@ -113,51 +120,54 @@ type Options struct {
 // Store is a limiter.Store on memcached. It is safe for concurrent use.
 // Create it with New; the zero value is not usable.
 type Store struct {
-	mc         *memcache.Client
+	servers    []*server
 	timeout    time.Duration
 	maxRetries int
 	locks      *keyLocks
 	high       *highWater
 	closed     atomic.Bool
 	pool       sync.Pool // *applier
+	// stop ends the flushers (Close); flushers counts them.
+	stop     chan struct{}
+	stopOnce sync.Once
+	flushers sync.WaitGroup
 }
 
 var _ limiter.Store = (*Store)(nil)
 
-// New returns a Store for opts. It does not contact the servers, so it
-// succeeds while they are down; use Ping to check them.
+// New returns a Store for opts and starts its flushers (Close stops
+// them). It does not contact the servers, so it succeeds while they are
+// down; use Ping to check them.
 func New(opts Options) (*Store, error) {
 	if len(opts.Servers) == 0 {
 		return nil, errors.New("memcachestore: no servers")
 	}
-	sel := &serverSelector{addrs: make([]net.Addr, len(opts.Servers))}
+	addrs := make([]net.Addr, len(opts.Servers))
 	var errs []error
 	for i, s := range opts.Servers {
 		a, err := parseServer(s)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		sel.addrs[i] = a
+		addrs[i] = a
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if opts.Timeout < 0 || opts.MaxIdleConns < 0 || opts.MaxRetries < 0 {
-		return nil, errors.New("memcachestore: Timeout, MaxIdleConns and MaxRetries must not be negative")
+	if opts.Timeout < 0 || opts.Connections < 0 || opts.MaxRetries < 0 {
+		return nil, errors.New("memcachestore: Timeout, Connections and MaxRetries must not be negative")
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	if opts.MaxIdleConns == 0 {
-		opts.MaxIdleConns = DefaultMaxIdleConns
+	if opts.Connections == 0 {
+		opts.Connections = DefaultConnections
 	}
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultMaxRetries
 	}
-	mc := memcache.NewFromSelector(sel)
-	mc.Timeout = max(opts.Timeout/2, time.Millisecond)
-	mc.MaxIdleConns = opts.MaxIdleConns
-	s := &Store{mc: mc, timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks(), high: newHighWater()}
+	s := &Store{timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks(), high: newHighWater(), stop: make(chan struct{})}
+	s.servers = newServers(addrs, opts.Connections, max(opts.Timeout/2, time.Millisecond), s.stop, &s.flushers)
 	s.pool.New = func() any { return new(applier) }
 	return s, nil
 }
@@ -166,7 +176,7 @@ func New(opts Options) (*Store, error) {
 //
 // When a write loses a race and the re-stepped key now denies the
 // request, the ops of this request already written to other keys are
-// refunded (each in its own compare-and-swap loop, in parallel), the
+// refunded (in compare-and-swap loops, all keys in one phase), the
 // hits added to fixed_window counters are decremented back, and the
 // denial is reported. Between that write and its refund, other requests may see
 // the consumed quota and be denied; they are never over-admitted. An
@@ -191,6 +201,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
 	a := s.pool.Get().(*applier)
+	a.jobs = resize(a.jobs, len(s.servers))
 	a.reset(s, ctx, now, ops, out)
 	a.stripes = s.locks.stripesOf(a.stripes[:0], a.keys)
 	err := s.locks.lock(ctx, a.stripes)
@@ -210,48 +221,33 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memcachestore: ping: %w: %w", limiter.ErrUnavailable, err)
+	cmds := make([]cmd, len(s.servers))
+	jobs := make([]job, len(s.servers))
+	for i := range jobs {
+		cmds[i].op = cmdNoop
+		jobs[i].cmds = []*cmd{&cmds[i]}
 	}
-	if err := s.mc.Ping(); err != nil {
-		return fmt.Errorf("memcachestore: ping: %w: %w", limiter.ErrUnavailable, err)
-	}
-	return nil
-}
-
-// Close closes the idle connections. Apply and Ping fail with ErrClosed
-// afterwards; calls already running finish. Close is idempotent.
-func (s *Store) Close() error {
-	s.closed.Store(true)
-	if err := s.mc.Close(); err != nil {
-		return fmt.Errorf("memcachestore: close: %w", err)
-	}
-	return nil
-}
-
-// serverSelector picks a server by the CRC-32 of the key, like
-// memcache.ServerList, but keeps addresses unresolved so that New works
-// before DNS knows the servers and a dial follows DNS changes.
-type serverSelector struct {
-	addrs []net.Addr
-}
-
-func (ss *serverSelector) PickServer(key string) (net.Addr, error) {
-	switch len(ss.addrs) {
-	case 0:
-		return nil, memcache.ErrNoServers
-	case 1:
-		return ss.addrs[0], nil
-	}
-	return ss.addrs[crc32.ChecksumIEEE([]byte(key))%uint32(len(ss.addrs))], nil
-}
-
-func (ss *serverSelector) Each(f func(net.Addr) error) error {
-	for _, a := range ss.addrs {
-		if err := f(a); err != nil {
-			return err
+	s.send(ctx, jobs)
+	var errs []error
+	for i := range cmds {
+		switch err := cmds[i].err; {
+		case errors.Is(err, errNotSent):
+			errs = append(errs, fmt.Errorf("memcachestore: ping %s: %w: %w", s.servers[i].addr, limiter.ErrUnavailable, ctx.Err()))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("memcachestore: ping %s: %w: %w", s.servers[i].addr, limiter.ErrUnavailable, err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// Close stops the flushers and closes their connections, after the round
+// trips under way. Apply and Ping fail with ErrClosed afterwards; calls
+// already running finish (with ErrClosed for what they had not sent).
+// Close is idempotent.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.flushers.Wait()
 	return nil
 }
 

@@ -416,3 +416,153 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before the Store", n, before)
 	}
 }
+
+// TestRoundTripsPerCall checks that a call costs one round trip per phase
+// on one server, whatever its number of keys: one for fixed_window
+// counters (incr, creating a missing counter in the same command), two for
+// compare-and-swap keys (the reads, then the writes), and one more when a
+// refused fixed_window hit is given back.
+func TestRoundTripsPerCall(t *testing.T) {
+	s := newStore(t, []string{testservers.Memcached(t).Addr}, Options{})
+	defer s.Close()
+	p := testPrefix()
+	lim := strategies.Limit{Requests: 2, Period: strategies.Hour}
+	now := strategytest.T0
+	fw := func(k string, hits int64) limiter.Op { return mustOp(t, p+k, "fixed_window", lim, hits) }
+	tb := func(k string) limiter.Op { return mustOp(t, p+k, "token_bucket", lim, 1) }
+	for _, c := range []struct {
+		name  string
+		ops   []limiter.Op
+		trips uint64
+	}{
+		{"three new counters", []limiter.Op{fw("a", 1), fw("b", 1), fw("c", 1)}, 1},
+		{"three counters again", []limiter.Op{fw("a", 1), fw("b", 1), fw("c", 1)}, 1},
+		{"a refused hit given back", []limiter.Op{fw("a", 1), fw("b", 1)}, 2},
+		{"three compare-and-swap keys", []limiter.Op{tb("x"), tb("y"), tb("z")}, 2},
+		{"counters and compare-and-swap keys", []limiter.Op{fw("d", 1), tb("x"), tb("w")}, 2},
+	} {
+		before := s.roundTrips()
+		applyOK(t, s, now, c.ops...)
+		if got := s.roundTrips() - before; got != c.trips {
+			t.Errorf("%s: %d round trips, want %d", c.name, got, c.trips)
+		}
+	}
+}
+
+// TestVetoedRefundsRace runs calls that a full key vetoes while they also
+// refund a compare-and-swap key, against hits on that key from another
+// Store (another replica), so that the refunds' writes lose races and the
+// vetoed calls are decided again: every refund is applied exactly once.
+func TestVetoedRefundsRace(t *testing.T) {
+	addrs := testservers.MemcachedAddrs(testservers.MemcachedPool(t, 2))
+	refunder := newStore(t, addrs, Options{MaxRetries: 1000})
+	defer refunder.Close()
+	hitter := newStore(t, addrs, Options{MaxRetries: 1000})
+	defer hitter.Close()
+	p := testPrefix()
+	now := strategytest.T0
+	lim := strategies.Limit{Requests: 1000, Period: 1000 * strategies.Hour}
+	full := mustOp(t, p+"full", "token_bucket", strategies.Limit{Requests: 1, Period: strategies.Hour}, 1)
+	applyOK(t, refunder, now, full)
+	shared := mustOp(t, p+"shared", "token_bucket", lim, 500)
+	applyOK(t, refunder, now, shared)
+
+	const calls = 100
+	refund := shared
+	refund.Hits = -1
+	hit := shared
+	hit.Hits = 1
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*calls)
+	var hits atomic.Int64
+	wg.Go(func() {
+		out := make([]strategies.Decision, 2)
+		for range calls {
+			if err := refunder.Apply(context.Background(), now, []limiter.Op{full, refund}, out); err != nil {
+				errs <- err
+				return
+			}
+			if out[0].Allowed || !out[1].Allowed {
+				errs <- fmt.Errorf("vetoed call with a refund decided %+v, want the full key refused and the refund allowed", out)
+				return
+			}
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			out := make([]strategies.Decision, 1)
+			for range calls / 4 {
+				if err := hitter.Apply(context.Background(), now, []limiter.Op{hit}, out); err != nil {
+					errs <- err
+					return
+				}
+				if out[0].Allowed {
+					hits.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	check := shared
+	check.Hits = 0
+	if got, want := applyOK(t, hitter, now, check)[0].Remaining, 500+calls-hits.Load(); got != want {
+		t.Fatalf("Remaining %d after %d refunds and %d hits from 500, want %d", got, calls, hits.Load(), want)
+	}
+}
+
+// TestLateVetoUnstages makes two calls race for a compare-and-swap key
+// with room for one, each also refunding and consuming on a
+// compare-and-swap key of its own, written in the same phase: the loser,
+// vetoed once it reads the shared key again, gives back what it consumed
+// on its own key (limiter.Unstage) and keeps its refund.
+func TestLateVetoUnstages(t *testing.T) {
+	addrs := testservers.MemcachedAddrs(testservers.MemcachedPool(t, 2))
+	const rounds = 20
+	now := strategytest.T0
+	own := strategies.Limit{Requests: 100, Period: 1000 * strategies.Hour}
+	for r := range rounds {
+		p := testPrefix()
+		shared := mustOp(t, p+"shared", "token_bucket", strategies.Limit{Requests: 1, Period: strategies.Hour}, 1)
+		stores := make([]*Store, 2)
+		calls := make([][]limiter.Op, 2)
+		for i := range stores {
+			stores[i] = newStore(t, addrs, Options{MaxRetries: 1000})
+			defer stores[i].Close()
+			key := fmt.Sprintf("%sown%d", p, i)
+			applyOK(t, stores[i], now, mustOp(t, key, "token_bucket", own, 50))
+			calls[i] = []limiter.Op{mustOp(t, key, "token_bucket", own, -1), mustOp(t, key, "token_bucket", own, 3), shared}
+		}
+		outs := make([][]strategies.Decision, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range stores {
+			outs[i] = make([]strategies.Decision, 3)
+			wg.Go(func() { errs[i] = stores[i].Apply(context.Background(), now, calls[i], outs[i]) })
+		}
+		wg.Wait()
+		won := 0
+		for i := range stores {
+			if errs[i] != nil {
+				t.Fatalf("round %d: Apply %d: %v", r, i, errs[i])
+			}
+			check := calls[i][1]
+			check.Hits = 0
+			rem := applyOK(t, stores[i], now, check)[0].Remaining
+			want := int64(50 + 1) // the refund stays
+			if outs[i][2].Allowed {
+				won++
+				want -= 3
+			}
+			if rem != want {
+				t.Errorf("round %d: call %d (shared admitted: %v) leaves Remaining %d on its own key, want %d", r, i, outs[i][2].Allowed, rem, want)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d calls admitted on a key with room for one", r, won)
+		}
+	}
+}
