@@ -17,7 +17,7 @@ type slotGroup struct {
 	call  *call
 	out   []strategies.Decision
 	err   error
-	vetos bool // refused an op that is not Independent and has Hits > 0
+	vetos bool // an op of the group vetoes the call (limiter.Vetoes)
 }
 
 // applyCluster implements Apply in cluster mode; see Apply.
@@ -63,7 +63,7 @@ func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, o
 			continue
 		}
 		for j := range g.ops {
-			if op := &g.ops[j]; op.Hits > 0 && !g.out[j].Allowed && !op.Independent {
+			if limiter.Vetoes(&g.ops[j], &g.out[j]) {
 				g.vetos = true
 				veto = true
 			}
@@ -184,7 +184,7 @@ func (s *Store) runCalls(ctx context.Context, calls []*call) []error {
 // consumed reports whether g admitted an op with Hits > 0.
 func consumed(g *slotGroup) bool {
 	for j := range g.ops {
-		if g.ops[j].Hits > 0 && g.out[j].Allowed {
+		if limiter.Consumed(&g.ops[j], &g.out[j], false) {
 			return true
 		}
 	}
