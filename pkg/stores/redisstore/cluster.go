@@ -11,14 +11,14 @@ import (
 // slotGroup is the ops of one Apply call that hash to one cluster slot,
 // in call order.
 type slotGroup struct {
-	slot  uint16
+	slot   uint16
 	idx    []int // indexes in the call's ops
 	ops    []limiter.Op
 	starts []int64 // the window starts of counter ops (counter.go), or nil
-	call  *call
-	out   []strategies.Decision
-	err   error
-	vetos bool // an op of the group vetoes the call (limiter.Vetoes)
+	call   *call
+	out    []strategies.Decision
+	err    error
+	vetos  bool // an op of the group vetoes the call (limiter.Vetoes)
 }
 
 // applyCluster implements Apply in cluster mode for calls that run the
