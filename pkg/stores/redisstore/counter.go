@@ -217,24 +217,38 @@ const maxScanWindows = 32
 // with every fixed_window op's key replaced by its counter's, the window
 // start of each op (0 for other strategies), and the call's now (−1: the
 // script reads the server's TIME).
+// A counters is reused through Store.forms.
 type counters struct {
 	ops    []limiter.Op
 	starts []int64
 	now    int64
 	fixed  bool // some op is fixed_window
 	native bool // every op is fixed_window, on distinct keys, none refunds
+
+	own  []limiter.Op // the memory of ops when they are a copy
+	sbuf []int64      // the memory of starts
 }
 
-// prepare returns the form of a call of ops at now that the store sends.
-// It reads the server's clock (serverNow) when the call has a
+// release returns cs to s.forms, keeping no key strings alive.
+func (s *Store) release(cs *counters) {
+	clear(cs.own)
+	cs.ops, cs.own = nil, cs.own[:0]
+	s.forms.Put(cs)
+}
+
+// prepare returns the form of a call of ops at now that the store sends,
+// to give back with release once the call is decided. It reads the server's clock (serverNow) when the call has a
 // fixed_window op and the store does not use the callers' time, and looks
 // for later windows (locate) when the caller's clock went back.
 func (s *Store) prepare(ctx context.Context, now int64, ops []limiter.Op) (*counters, error) {
-	cs := &counters{ops: ops, now: now, native: true}
 	for i := range ops {
 		if ops[i].Strategy == nil {
 			return nil, fmt.Errorf("redisstore: op %d (key %q) has no strategy", i, ops[i].Key)
 		}
+	}
+	cs := s.forms.Get().(*counters)
+	cs.ops, cs.starts, cs.now, cs.fixed, cs.native = ops, nil, now, false, true
+	for i := range ops {
 		if isFixedWindow(ops[i].Strategy) {
 			cs.fixed = true
 		} else {
@@ -250,13 +264,15 @@ func (s *Store) prepare(ctx context.Context, now int64, ops []limiter.Op) (*coun
 	if !s.clientTime {
 		t, err := s.serverNow(ctx)
 		if err != nil {
+			s.release(cs)
 			return nil, err
 		}
 		cs.now = t
 	}
-	cs.ops = make([]limiter.Op, len(ops))
-	copy(cs.ops, ops)
-	cs.starts = make([]int64, len(ops))
+	cs.own = append(cs.own[:0], ops...)
+	cs.ops = cs.own
+	cs.sbuf = append(cs.sbuf[:0], make([]int64, len(ops))...)
+	cs.starts = cs.sbuf
 	for i := range cs.ops {
 		op := &cs.ops[i]
 		if !isFixedWindow(op.Strategy) {
@@ -266,12 +282,14 @@ func (s *Store) prepare(ctx context.Context, now int64, ops []limiter.Op) (*coun
 			cs.native = false
 		}
 		if op.Limit.Period <= 0 {
+			s.release(cs)
 			return nil, fmt.Errorf("redisstore: op %d (key %q): fixed_window period %d is not positive", i, op.Key, op.Limit.Period)
 		}
 		start := windowStart(cs.now, op.Limit.Period)
 		if s.clientTime {
 			var err error
 			if start, err = s.locate(ctx, op.Key, op.Limit.Period, start); err != nil {
+				s.release(cs)
 				return nil, err
 			}
 		}

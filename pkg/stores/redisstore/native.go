@@ -37,16 +37,14 @@ func (s *Store) applyNative(ctx context.Context, cs *counters, out []strategies.
 			veto = true
 		}
 	}
-	back := make([]int64, 0, 4)
-	give := false
+	var back []int64 // per op, the hits to give back (≤ 0); nil: none
 	for i := range cs.ops {
 		op := &cs.ops[i]
-		h := c.delta[i]
-		if h > 0 && (veto || !out[i].Allowed) {
-			give = true
-			back = append(back, -h)
-		} else {
-			back = append(back, 0)
+		if h := c.delta[i]; h > 0 && (veto || !out[i].Allowed) {
+			if back == nil {
+				back = make([]int64, len(cs.ops))
+			}
+			back[i] = -h
 		}
 		if veto && op.Hits > 0 && out[i].Allowed {
 			// All or nothing: an admitted op reports a check.
@@ -54,7 +52,7 @@ func (s *Store) applyNative(ctx context.Context, cs *counters, out []strategies.
 		}
 	}
 	s.putCall(c)
-	if give {
+	if back != nil {
 		s.giveBack(ctx, cs, back)
 	}
 	return nil

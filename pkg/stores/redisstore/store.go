@@ -98,6 +98,7 @@ type Store struct {
 
 	batch *batcher // nil when Apply calls are not batched
 	calls sync.Pool
+	forms sync.Pool // of *counters
 
 	closeOnce sync.Once
 	closeErr  error
@@ -151,6 +152,7 @@ func newStore(client rediser, opts Options) (*Store, error) {
 		closed:     make(chan struct{}),
 	}
 	s.calls.New = func() any { return newCall() }
+	s.forms.New = func() any { return new(counters) }
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		s.cluster = c
@@ -349,6 +351,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err != nil {
 		return err
 	}
+	defer s.release(cs)
 	switch {
 	case cs.native:
 		err = s.applyNative(ctx, cs, out)
