@@ -97,11 +97,13 @@ type Options struct {
 	// refunds included (default DefaultTimeout).
 	Timeout time.Duration
 
-	// ClientTime makes the script use the now passed to Apply. When false
+	// ClientTime makes the store use the now passed to Apply. When false
 	// (the default) the script reads the Redis server's TIME, so that
 	// envoy-rls replicas whose clocks disagree still share windows and
-	// buckets; the now passed to Apply is then ignored. Tests that drive
-	// time, such as the shared strategy tables, need true.
+	// buckets, and the fixed_window counters (whose window is part of the
+	// key, chosen before the call is sent) use an estimate of that clock
+	// (see counter.go); the now passed to Apply is then ignored. Tests
+	// that drive time, such as the shared strategy tables, need true.
 	ClientTime bool
 	// Pipelines is the number of batches a Store has in flight at once:
 	// the number of goroutines (each using one connection per node at a

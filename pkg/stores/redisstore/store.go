@@ -7,7 +7,10 @@
 // of an Apply call at once: on a single node or a sentinel-managed master
 // an Apply is one script call, atomic across its keys, with the
 // all-or-nothing rule applied inside the script exactly as the memory
-// store applies it.
+// store applies it. The exception is fixed_window, which keeps a plain
+// counter per window: an Apply call made only of fixed_window ops runs
+// no script but an INCRBY and a PEXPIRE (or a GET) per op, and its
+// decisions are computed in Go from the counts (see counter.go).
 //
 // Apply calls made concurrently share round trips: a few pipeline
 // goroutines owned by the Store (Options.Pipelines) take the calls
@@ -308,8 +311,10 @@ func decode(c *call, out []strategies.Decision) error {
 // Apply implements limiter.Store. It is bounded by Options.Timeout (and
 // by ctx); errors reaching Redis wrap limiter.ErrUnavailable.
 //
-// On a single node or sentinel-managed master all ops go in one script
-// call, atomic across every key. Calls made concurrently share round
+// A call of fixed_window ops only, on distinct keys and without refunds,
+// runs no script: see counter.go. On a single node or sentinel-managed
+// master the ops of any other call go in one script call, atomic across
+// every key. Calls made concurrently share round
 // trips and script calls (see Options.MaxBatch): the script call of a
 // pipeline decides the waiting calls of other goroutines too, one after
 // the other. A call whose deadline passes returns at once, even when its
