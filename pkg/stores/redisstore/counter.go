@@ -347,16 +347,18 @@ func (s *Store) locate(ctx context.Context, key string, w, start int64) (int64, 
 // answered: 0 for a missing counter.
 func counterOf(ctx context.Context, timeout time.Duration, cmd *redis.IntCmd, key string) (int64, error) {
 	v, err := cmd.Result()
+	if err == nil {
+		if v > strategies.MaxExact {
+			return 0, fmt.Errorf("redisstore: key %q: fixed_window counter %d out of range", key, v)
+		}
+		return max(v, 0), nil
+	}
 	var nerr *strconv.NumError
 	switch {
 	case errors.Is(err, redis.Nil):
 		return 0, nil
 	case errors.As(err, &nerr):
 		return 0, fmt.Errorf("redisstore: key %q: its fixed_window counter holds no integer: %w", key, err)
-	case err != nil:
-		return 0, unavailable(ctx, timeout, err)
-	case v > strategies.MaxExact:
-		return 0, fmt.Errorf("redisstore: key %q: fixed_window counter %d out of range", key, v)
 	}
-	return max(v, 0), nil
+	return 0, unavailable(ctx, timeout, err)
 }
