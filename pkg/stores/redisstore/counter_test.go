@@ -213,3 +213,19 @@ func stringOf(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// Warm reads the server's clock for the counters, so the first request
+// does not wait for it; with the callers' time it does not.
+func TestWarmReadsTheServerClock(t *testing.T) {
+	srv := testservers.Redis(t)
+	for _, clientTime := range []bool{false, true} {
+		s := open(t, Options{URL: srv.URL(), ClientTime: clientTime, Timeout: testTimeout})
+		if err := s.Warm(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.clock.sample.Load() != nil; got == clientTime {
+			t.Errorf("ClientTime %v: after Warm the clock sample is set: %v", clientTime, got)
+		}
+		s.Close()
+	}
+}
