@@ -146,6 +146,8 @@ type script struct {
 type flushScratch struct {
 	cmds    []*redis.IntSliceCmd
 	scripts []*script
+	native  []*call
+	all     []redis.Cmder
 }
 
 // flush sends the calls of batch whose callers still wait, in one round
@@ -166,9 +168,13 @@ func (b *batcher) flush(batch []*call, fs *flushScratch) {
 	}
 	ctx, cancel := context.WithTimeoutCause(b.ctx, b.s.timeout, errStoreTimeout)
 	defer cancel()
-	scripts, cmds := fs.scripts[:0], fs.cmds[:0]
+	scripts, cmds, native, all := fs.scripts[:0], fs.cmds[:0], fs.native[:0], fs.all[:0]
 	for _, c := range live {
 		c.sent.Store(true)
+		if c.native {
+			native = append(native, c)
+			continue
+		}
 		if len(scripts) == 0 || !b.merge || scripts[len(scripts)-1].ops+c.n > maxOpsPerScript {
 			if len(scripts) < cap(scripts) {
 				scripts = scripts[:len(scripts)+1]
@@ -190,9 +196,14 @@ func (b *batcher) flush(batch []*call, fs *flushScratch) {
 		sc.build(verb, name, &b.s.slackMs)
 		sc.cmd = redis.NewIntSliceCmd(ctx, sc.args...)
 		cmds = append(cmds, sc.cmd)
+		all = append(all, sc.cmd)
 	}
-	b.exec(ctx, cmds)
-	var again []*redis.IntSliceCmd
+	for _, c := range native {
+		c.at = len(all)
+		all = c.commands(ctx, all)
+	}
+	b.exec(ctx, all)
+	var again []redis.Cmder
 	for range maxReloads {
 		var missed error
 		for _, sc := range scripts {
@@ -222,8 +233,14 @@ func (b *batcher) flush(batch []*call, fs *flushScratch) {
 		clear(sc.calls)
 		sc.cmd = nil
 	}
+	for _, c := range native {
+		c.answerFrom(ctx, b.s.timeout, all[c.at:])
+		c.done <- struct{}{} // buffered; the last touch of c here
+	}
 	clear(cmds)
-	fs.scripts, fs.cmds = scripts, cmds
+	clear(native)
+	clear(all)
+	fs.scripts, fs.cmds, fs.native, fs.all = scripts, cmds, native, all
 }
 
 // build sets sc's arguments: the script's command, the keys of every
@@ -278,12 +295,17 @@ func (sc *script) answer(ctx context.Context, timeout time.Duration) {
 }
 
 // exec sends cmds in one round trip; their errors stay in them.
-func (b *batcher) exec(ctx context.Context, cmds []*redis.IntSliceCmd) {
+func (b *batcher) exec(ctx context.Context, cmds []redis.Cmder) {
+	exec(ctx, b.client, cmds)
+}
+
+// exec sends cmds on client in one round trip; their errors stay in them.
+func exec(ctx context.Context, client pipeliner, cmds []redis.Cmder) {
 	if len(cmds) == 1 {
-		_ = b.client.Process(ctx, cmds[0])
+		_ = client.Process(ctx, cmds[0])
 		return
 	}
-	pipe := b.client.Pipeline()
+	pipe := client.Pipeline()
 	for _, cmd := range cmds {
 		_ = pipe.Process(ctx, cmd)
 	}
@@ -293,8 +315,8 @@ func (b *batcher) exec(ctx context.Context, cmds []*redis.IntSliceCmd) {
 // applyBatched implements Apply through the batcher: it queues the call
 // and waits for its result, its deadline (Options.Timeout or ctx's) or
 // Close, whichever comes first.
-func (s *Store) applyBatched(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
-	c, err := s.getCall(now, ops, nil)
+func (s *Store) applyBatched(ctx context.Context, cs *counters, out []strategies.Decision) error {
+	c, err := s.getCall(cs.now, cs.ops, cs.starts, nil)
 	if err != nil {
 		return err
 	}

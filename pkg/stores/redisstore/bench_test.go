@@ -42,9 +42,28 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyFixedWindow measures the calls of fixed_window ops only,
+// which run no script (counter.go), batched with the default options.
+func BenchmarkApplyFixedWindow(b *testing.B) {
+	srv := testservers.Redis(b)
+	s := open(b, Options{URL: srv.URL(), Timeout: testTimeout})
+	defer s.Close()
+	names := []string{"fixed_window", "fixed_window", "fixed_window"}
+	for _, n := range []int{1, 3} {
+		b.Run("ops="+strconv.Itoa(n), func(b *testing.B) {
+			benchApplyOf(b, s, names, n)
+		})
+	}
+}
+
 func benchApply(b *testing.B, s *Store, n int) {
+	benchApplyOf(b, s, []string{"fixed_window", "token_bucket", "gcra"}, n)
+}
+
+// benchApplyOf measures Apply of calls of n ops of the strategies names
+// (their first n), on 1024 keys each.
+func benchApplyOf(b *testing.B, s *Store, names []string, n int) {
 	lim := strategies.Limit{Requests: 1_000_000_000, Period: strategies.Hour}
-	names := []string{"fixed_window", "token_bucket", "gcra"}
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(16)
@@ -57,7 +76,7 @@ func benchApply(b *testing.B, s *Store, n int) {
 		keys := make([][]string, 1024)
 		for k := range keys {
 			for i := range n {
-				keys[k] = append(keys[k], "bench:"+names[i]+":"+strconv.Itoa(k))
+				keys[k] = append(keys[k], "bench:"+names[i]+strconv.Itoa(i)+":"+strconv.Itoa(k))
 			}
 		}
 		for pb.Next() {

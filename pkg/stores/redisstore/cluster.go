@@ -11,20 +11,23 @@ import (
 // slotGroup is the ops of one Apply call that hash to one cluster slot,
 // in call order.
 type slotGroup struct {
-	slot  uint16
-	idx   []int // indexes in the call's ops
-	ops   []limiter.Op
-	call  *call
-	out   []strategies.Decision
-	err   error
-	vetos bool // refused an op that is not Independent and has Hits > 0
+	slot   uint16
+	idx    []int // indexes in the call's ops
+	ops    []limiter.Op
+	starts []int64 // the window starts of counter ops (counter.go), or nil
+	call   *call
+	out    []strategies.Decision
+	err    error
+	vetos  bool // an op of the group vetoes the call (limiter.Vetoes)
 }
 
-// applyCluster implements Apply in cluster mode; see Apply.
-func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, out []strategies.Decision) error {
+// applyCluster implements Apply in cluster mode for calls that run the
+// script; see Apply.
+func (s *Store) applyCluster(ctx context.Context, cs *counters, out []strategies.Decision) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
-	groups := groupBySlot(ops)
+	now := cs.now
+	groups := groupBySlot(cs.ops, cs.starts)
 	defer func() {
 		for _, g := range groups {
 			if g.call != nil {
@@ -35,7 +38,7 @@ func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, o
 	for _, g := range groups {
 		// Build every group's arguments before any I/O, so that a bad op
 		// fails the call before anything is consumed.
-		c, err := s.getCall(now, g.ops, nil)
+		c, err := s.getCall(now, g.ops, g.starts, nil)
 		if err != nil {
 			return err
 		}
@@ -63,7 +66,7 @@ func (s *Store) applyCluster(ctx context.Context, now int64, ops []limiter.Op, o
 			continue
 		}
 		for j := range g.ops {
-			if op := &g.ops[j]; op.Hits > 0 && !g.out[j].Allowed && !op.Independent {
+			if limiter.Vetoes(&g.ops[j], &g.out[j]) {
 				g.vetos = true
 				veto = true
 			}
@@ -102,21 +105,27 @@ func (s *Store) refund(ctx context.Context, now int64, groups []*slotGroup) {
 		// Refunds first, then a check for every admitted op and every
 		// check, so that each check sees all the refunds.
 		var ops []limiter.Op
-		var hits []int64
+		var hits, starts []int64
 		var chk []int
+		start := func(j int) int64 {
+			if g.starts == nil {
+				return 0
+			}
+			return g.starts[j]
+		}
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits > 0 && g.out[j].Allowed {
-				ops, hits = append(ops, op), append(hits, -op.Hits)
+				ops, hits, starts = append(ops, op), append(hits, -op.Hits), append(starts, start(j))
 			}
 		}
 		n := len(ops)
 		for j := range g.ops {
 			if op := g.ops[j]; op.Hits == 0 || (op.Hits > 0 && g.out[j].Allowed) {
-				ops, hits = append(ops, op), append(hits, 0)
+				ops, hits, starts = append(ops, op), append(hits, 0), append(starts, start(j))
 				chk = append(chk, j)
 			}
 		}
-		c, err := s.getCall(now, ops, hits)
+		c, err := s.getCall(now, ops, starts, hits)
 		if err != nil {
 			continue // cannot happen: the same ops built the consuming call
 		}
@@ -184,16 +193,17 @@ func (s *Store) runCalls(ctx context.Context, calls []*call) []error {
 // consumed reports whether g admitted an op with Hits > 0.
 func consumed(g *slotGroup) bool {
 	for j := range g.ops {
-		if g.ops[j].Hits > 0 && g.out[j].Allowed {
+		if limiter.Consumed(&g.ops[j], &g.out[j], false) {
 			return true
 		}
 	}
 	return false
 }
 
-// groupBySlot splits ops by the cluster hash slot of their keys, keeping
-// the call order within each group and ordering groups by first use.
-func groupBySlot(ops []limiter.Op) []*slotGroup {
+// groupBySlot splits ops (and the window starts of their counter ops,
+// when not nil) by the cluster hash slot of their keys, keeping the call
+// order within each group and ordering groups by first use.
+func groupBySlot(ops []limiter.Op, starts []int64) []*slotGroup {
 	var groups []*slotGroup
 	for i := range ops {
 		slot := hashSlot(ops[i].Key)
@@ -210,6 +220,9 @@ func groupBySlot(ops []limiter.Op) []*slotGroup {
 		}
 		g.idx = append(g.idx, i)
 		g.ops = append(g.ops, ops[i])
+		if starts != nil {
+			g.starts = append(g.starts, starts[i])
+		}
 	}
 	return groups
 }

@@ -10,10 +10,11 @@
 -- KEYS are the keys of every op of every request, in order. ARGV[1] is
 -- the expiry slack in milliseconds. Then, per request: now in
 -- microseconds since the Unix epoch (or -1 to read the server's TIME, once
--- per call), the number of ops n, then 3 + LIMIT_ARGS values per op: the
+-- per call), the number of ops n, then 4 + LIMIT_ARGS values per op: the
 -- strategy id (an index of STEPS), the prepared Limit in the layout of the
 -- strategy registry (LIMIT_ARGS values read by limit_from_args, both from
--- the prelude: see strategies.LuaLimitReader), hits, independent (1 or 0).
+-- the prelude: see strategies.LuaLimitReader), hits, independent (1 or 0),
+-- and the window start of a counter op (ignored for the others).
 --
 -- A state is stored as four MessagePack objects (cmsgpack, in C, so that
 -- logs of thousands of entries decode and encode fast): the integers a, b
@@ -21,20 +22,50 @@
 -- is written with PX = ceil(TTL / 1000) + slack of the last decision on
 -- its key, or deleted when that TTL is 0.
 --
+-- The ops of strategy COUNTER_ID (fixed_window) are counter ops: their
+-- key is the counter of one window (see counter.go), which holds the
+-- count as a plain integer that the store also changes with INCRBY
+-- outside any script. Their state is (window start, count); it is written
+-- with PX = ceil(TTL / 1000) + max(slack, 1000) (counterSlackMs in
+-- counter.go), or deleted when the TTL is 0.
+--
 -- The reply is 6 integers per op, requests and ops in order: allowed
 -- (1/0), exceeds (1/0), remaining, reset, retry_after, ttl.
 
-local F = 3 + LIMIT_ARGS
+local F = 4 + LIMIT_ARGS
 local nargv = #ARGV
 local slack = tonumber(ARGV[1])
+local counter_slack = slack
+if counter_slack < 1000 then
+  counter_slack = 1000
+end
 local server_now = nil
 
-local function decode(raw)
+-- is_counter reports whether the op whose arguments follow ARGV[b] (its
+-- strategy id) is a counter op.
+local function is_counter(b)
+  return tonumber(ARGV[b + 1]) == COUNTER_ID
+end
+
+-- read returns the state of key k for the op whose arguments follow
+-- ARGV[b].
+local function read(k, b)
+  local raw = redis.call('GET', k)
+  if is_counter(b) then
+    local n = 0
+    if raw then
+      n = tonumber(raw)
+      if n == nil then
+        error('redisstore: key ' .. k .. ' holds no fixed_window counter')
+      end
+    end
+    return state(tonumber(ARGV[b + 4 + LIMIT_ARGS]), n, 0)
+  end
   if not raw then
     return zero_state()
   end
-  local a, b, c, log = cmsgpack.unpack(raw)
-  return state(a, b, c, log)
+  local a, b2, c, log = cmsgpack.unpack(raw)
+  return state(a, b2, c, log)
 end
 
 -- Check the layout of every request before anything is written, so that
@@ -64,12 +95,14 @@ local res = {}
 local nres = 0
 
 -- write stores st on k for ttl microseconds (plus the slack), or deletes
--- k when ttl is 0.
-local function write(k, st, ttl)
-  if ttl > 0 then
-    redis.call('SET', k, cmsgpack.pack(st.a, st.b, st.c, st.log), 'PX', ceil_div(ttl, 1000) + slack)
-  else
+-- k when ttl is 0; counter tells a counter op's key.
+local function write(k, st, ttl, counter)
+  if ttl <= 0 then
     redis.call('DEL', k)
+  elseif counter then
+    redis.call('SET', k, st.b, 'PX', ceil_div(ttl, 1000) + counter_slack)
+  else
+    redis.call('SET', k, cmsgpack.pack(st.a, st.b, st.c, st.log), 'PX', ceil_div(ttl, 1000) + slack)
   end
 end
 
@@ -95,9 +128,9 @@ end
 -- itself), so it is stepped once, without staging.
 local function one(k, b, now)
   local h = tonumber(ARGV[b + 2 + LIMIT_ARGS])
-  local nx, d = STEPS[tonumber(ARGV[b + 1])](decode(redis.call('GET', k)), now, limit(b), h)
+  local nx, d = STEPS[tonumber(ARGV[b + 1])](read(k, b), now, limit(b), h)
   if h ~= 0 and d.allowed then
-    write(k, nx, d.ttl)
+    write(k, nx, d.ttl, is_counter(b))
   end
   reply(d)
 end
@@ -108,7 +141,7 @@ end
 -- independent is allowed.
 local function many(kbase, b, n, now)
   local keys, steps, lims, hits, indep = {}, {}, {}, {}, {}
-  local orig = {}
+  local orig, counter = {}, {}
   for i = 1, n do
     local o = b + (i - 1) * F
     local k = KEYS[kbase + i]
@@ -116,7 +149,8 @@ local function many(kbase, b, n, now)
     hits[i] = tonumber(ARGV[o + 2 + LIMIT_ARGS])
     indep[i] = ARGV[o + 3 + LIMIT_ARGS] == '1'
     if orig[k] == nil then
-      orig[k] = decode(redis.call('GET', k))
+      orig[k] = read(k, o)
+      counter[k] = is_counter(o)
     end
   end
 
@@ -163,7 +197,7 @@ local function many(kbase, b, n, now)
   -- Write back the states that changed; checks and refusals change
   -- nothing. The next request of the call reads them back.
   for k in pairs(dirty) do
-    write(k, cur[k], ttl[k])
+    write(k, cur[k], ttl[k], counter[k])
   end
   for i = 1, n do
     reply(out[i])

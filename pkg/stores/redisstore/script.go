@@ -18,8 +18,8 @@ var dispatchLua string
 type scripts struct {
 	// eval is the script EVALSHA runs: the strategies' prelude, a table
 	// STEPS holding the step function of every registered strategy that
-	// has a Lua runtime (ids 1, 2, ... in name order), then the
-	// dispatcher. Each run of it builds the step functions anew.
+	// has a Lua runtime (ids 1, 2, ... in name order), COUNTER_ID (the id
+	// of fixed_window, whose ops keep counters), then the dispatcher. Each run of it builds the step functions anew.
 	eval string
 	// library is the same code as a Redis 7 function library, whose one
 	// function, named fn, runs the dispatcher. Its first call builds the
@@ -52,6 +52,12 @@ func buildScripts() (*scripts, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("redisstore: no strategy has a Lua runtime")
 	}
+	// The ops of this strategy keep a counter per window (counter.go).
+	counter, ok := ids[strategies.FixedWindow{}.Name()]
+	if !ok {
+		counter = -1
+	}
+	fmt.Fprintf(&b, "local COUNTER_ID = %d\n", counter)
 	common := b.String()
 	sum := sha1.Sum([]byte(common + dispatchLua))
 	fn := "envoy_rls_" + hex.EncodeToString(sum[:8])

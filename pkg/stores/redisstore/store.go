@@ -7,7 +7,10 @@
 // of an Apply call at once: on a single node or a sentinel-managed master
 // an Apply is one script call, atomic across its keys, with the
 // all-or-nothing rule applied inside the script exactly as the memory
-// store applies it.
+// store applies it. The exception is fixed_window, which keeps a plain
+// counter per window: an Apply call made only of fixed_window ops runs
+// no script but an INCRBY and a PEXPIRE (or a GET) per op, and its
+// decisions are computed in Go from the counts (see counter.go).
 //
 // Apply calls made concurrently share round trips: a few pipeline
 // goroutines owned by the Store (Options.Pipelines) take the calls
@@ -60,6 +63,7 @@ var ErrClosed = errors.New("redisstore: store closed")
 // and *redis.ClusterClient satisfy it.
 type rediser interface {
 	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
 	Ping(ctx context.Context) *redis.StatusCmd
 	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
 	Close() error
@@ -71,8 +75,8 @@ const decisionWords = 6
 // argsPerOp returns the number of script arguments per op, after a
 // request's header (now and its number of ops): the strategy id, the
 // limit in the layout of the strategy registry (strategies.EncodeLimit),
-// hits and independent.
-func argsPerOp() int { return 3 + strategies.LimitArgs() }
+// hits, independent and the window start of a counter op (counter.go).
+func argsPerOp() int { return 4 + strategies.LimitArgs() }
 
 // headerArgs is the number of script arguments of a request's header.
 const headerArgs = 2
@@ -92,9 +96,12 @@ type Store struct {
 	timeout    time.Duration
 	clientTime bool
 	slackMs    int64 // ExpirySlack in whole milliseconds
+	clock      serverClock
+	high       *highWater // with clientTime: the fixed_window clock going back
 
 	batch *batcher // nil when Apply calls are not batched
 	calls sync.Pool
+	forms sync.Pool // of *counters
 
 	closeOnce sync.Once
 	closeErr  error
@@ -144,9 +151,11 @@ func newStore(client rediser, opts Options) (*Store, error) {
 		ids:        sc.ids,
 		timeout:    timeout,
 		clientTime: opts.ClientTime,
+		high:       newHighWater(),
 		closed:     make(chan struct{}),
 	}
 	s.calls.New = func() any { return newCall() }
+	s.forms.New = func() any { return new(counters) }
 	switch c := client.(type) {
 	case *redis.ClusterClient:
 		s.cluster = c
@@ -163,10 +172,11 @@ func newStore(client rediser, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// call is one script call: its arguments, built without boxing integers
-// (go-redis writes *string and *int64 arguments), and, once sent, its
-// result. A call is reused through Store.calls, except when its caller
-// gave up while a pipeline goroutine still held it.
+// call is one script call, or one native call of counter commands: its
+// arguments, built without boxing integers (go-redis writes *string and
+// *int64 arguments), and, once sent, its result. A call is reused through
+// Store.calls, except when its caller gave up while a pipeline goroutine
+// still held it.
 type call struct {
 	args []any    // FCALL or EVALSHA, the function or SHA1, the number of keys, the keys, the slack, vals
 	keys []string // the keys args point into
@@ -175,6 +185,16 @@ type call struct {
 
 	res []int64 // the script's reply, once done
 	err error   // or the error of the call
+
+	// A native call (counter.go) runs no script: per op, an INCRBY of
+	// delta and a PEXPIRE of ttl milliseconds on its counter key, or a GET
+	// of it when delta is 0. counts receives, per op, the counter after
+	// the INCRBY or as read.
+	native bool
+	delta  []int64
+	ttl    []int64
+	counts []int64
+	at     int // index of its first command in its pipeline (batched calls)
 
 	done      chan struct{} // receives once the call is done (batched calls)
 	timer     *time.Timer   // bounds the caller's wait (batched calls)
@@ -188,11 +208,14 @@ func newCall() *call {
 	return &call{done: make(chan struct{}, 1), timer: t}
 }
 
-// getCall returns a call from the pool with its arguments built for ops
-// at now; hits, when not nil, replaces the ops' Hits.
-func (s *Store) getCall(now int64, ops []limiter.Op, hits []int64) (*call, error) {
+// getCall returns a script call from the pool with its arguments built
+// for ops at now (−1: the server's TIME), whose counter ops count in the
+// windows starting at starts (nil when there are none); hits, when not
+// nil, replaces the ops' Hits.
+func (s *Store) getCall(now int64, ops []limiter.Op, starts, hits []int64) (*call, error) {
 	c := s.calls.Get().(*call)
-	if err := s.build(c, now, ops, hits); err != nil {
+	c.native = false
+	if err := s.build(c, now, ops, starts, hits); err != nil {
 		s.calls.Put(c)
 		return nil, err
 	}
@@ -206,9 +229,10 @@ func (s *Store) putCall(c *call) {
 	s.calls.Put(c)
 }
 
-// build fills c's arguments for ops at now; hits, when not nil, replaces
-// the ops' Hits.
-func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error {
+// build fills c's arguments for ops at now, with the window starts of
+// their counter ops (nil: none); hits, when not nil, replaces the ops'
+// Hits.
+func (s *Store) build(c *call, now int64, ops []limiter.Op, starts, hits []int64) error {
 	n := len(ops)
 	per := argsPerOp()
 	nv := headerArgs + per*n
@@ -223,11 +247,7 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 	}
 	keys, vals := c.keys[:n], c.vals[:nv]
 	c.keys, c.vals = keys, vals
-	if s.clientTime {
-		vals[0] = now
-	} else {
-		vals[0] = -1
-	}
+	vals[0] = now
 	vals[1] = int64(n)
 	for i := range ops {
 		op := &ops[i]
@@ -250,7 +270,10 @@ func (s *Store) build(c *call, now int64, ops []limiter.Op, hits []int64) error 
 		v := vals[headerArgs+per*i : headerArgs+per*(i+1)]
 		v[0] = id
 		j := 1 + strategies.EncodeLimit(v[1:], op.Limit)
-		v[j], v[j+1] = h, indep
+		v[j], v[j+1], v[j+2] = h, indep, 0
+		if starts != nil {
+			v[j+2] = starts[i]
+		}
 	}
 	verb, name := s.verb()
 	args := append(c.args[:0], verb, name, n)
@@ -288,8 +311,10 @@ func decode(c *call, out []strategies.Decision) error {
 // Apply implements limiter.Store. It is bounded by Options.Timeout (and
 // by ctx); errors reaching Redis wrap limiter.ErrUnavailable.
 //
-// On a single node or sentinel-managed master all ops go in one script
-// call, atomic across every key. Calls made concurrently share round
+// A call of fixed_window ops only, on distinct keys and without refunds,
+// runs no script: see counter.go. On a single node or sentinel-managed
+// master the ops of any other call go in one script call, atomic across
+// every key. Calls made concurrently share round
 // trips and script calls (see Options.MaxBatch): the script call of a
 // pipeline decides the waiting calls of other goroutines too, one after
 // the other. A call whose deadline passes returns at once, even when its
@@ -327,15 +352,36 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: the caller gave up before the call: %w", err)
 	}
-	if s.cluster != nil {
-		return s.applyCluster(ctx, now, ops, out)
+	cs, err := s.prepare(ctx, now, ops)
+	if err != nil {
+		return err
 	}
-	if s.batch != nil && !solo(ops) {
-		return s.applyBatched(ctx, now, ops, out)
+	defer s.release(cs)
+	switch {
+	case cs.native:
+		err = s.applyNative(ctx, cs, out)
+	case s.cluster != nil:
+		err = s.applyCluster(ctx, cs, out)
+	case s.batch != nil && !solo(ops):
+		err = s.applyBatched(ctx, cs, out)
+	default:
+		err = s.applyAlone(ctx, cs, out)
 	}
+	if err == nil && s.clientTime && cs.fixed {
+		for i := range ops {
+			if isFixedWindow(ops[i].Strategy) && ops[i].Hits > 0 && out[i].Allowed {
+				s.high.raise(ops[i].Key, cs.now)
+			}
+		}
+	}
+	return err
+}
+
+// applyAlone implements Apply with one script call of its own.
+func (s *Store) applyAlone(ctx context.Context, cs *counters, out []strategies.Decision) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
-	c, err := s.getCall(now, ops, nil)
+	c, err := s.getCall(cs.now, cs.ops, cs.starts, nil)
 	if err != nil {
 		return err
 	}

@@ -2,16 +2,21 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 )
 
 // Warm opens the store's idle connections (Options.MinIdleConns per node)
 // before traffic arrives: it sends that many PINGs at once to every node
 // (every master in a cluster), so that each goes on a connection of its
 // own, dialled now if the pool had none idle; the connections then stay
-// in the pool. It returns the first error, wrapping
+// in the pool. Without Options.ClientTime it also reads the server's
+// clock for the fixed_window counters (see counter.go), so that the
+// first request does not wait for it. It returns the first error, wrapping
 // limiter.ErrUnavailable; the service reports SERVING only after Warm
 // succeeds.
 func (s *Store) Warm(ctx context.Context) error {
@@ -28,10 +33,21 @@ func (s *Store) Warm(ctx context.Context) error {
 		if err != nil {
 			return pingFailed(ctx, err)
 		}
-		return nil
+		return s.warmClock(ctx)
 	}
 	if err := pingMany(ctx, s.single, s.single.Options().MinIdleConns); err != nil {
 		return pingFailed(ctx, err)
+	}
+	return s.warmClock(ctx)
+}
+
+// warmClock reads the server's clock unless the store uses the callers'.
+func (s *Store) warmClock(ctx context.Context) error {
+	if s.clientTime {
+		return nil
+	}
+	if _, err := s.serverNow(ctx); err != nil {
+		return fmt.Errorf("redisstore: reading the server's clock: %w: %w", limiter.ErrUnavailable, err)
 	}
 	return nil
 }
