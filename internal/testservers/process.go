@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/envoy-rls/envoy-rls/internal/defaults"
 )
 
 // Defaults of ProcessOptions.
@@ -81,15 +83,9 @@ func StartProcess(ctx context.Context, o ProcessOptions) (*Process, error) {
 	if o.Name == "" {
 		o.Name = o.Binary
 	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = defaultStartTimeout
-	}
-	if o.StopGrace <= 0 {
-		o.StopGrace = defaultStopGrace
-	}
-	if o.OutputLimit <= 0 {
-		o.OutputLimit = defaultOutputLimit
-	}
+	o.StartTimeout = defaults.Positive(o.StartTimeout, defaultStartTimeout)
+	o.StopGrace = defaults.Positive(o.StopGrace, defaultStopGrace)
+	o.OutputLimit = defaults.Positive(o.OutputLimit, defaultOutputLimit)
 	p := &Process{
 		name:   o.Name,
 		args:   o.Args,
