@@ -130,8 +130,13 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 7}
 `
 
-// underLoad runs requests on key k until stop is closed, counting failures.
-func underLoad(t *testing.T, client rlsv3.RateLimitServiceClient, stop chan struct{}) (wait func() (ok, failed int64)) {
+// underLoad runs requests on key k until stop is called, counting
+// failures; stop waits for the requests in flight and returns the counts.
+// The test's end stops the load too (before the server it runs against),
+// so that no request outlives the test that reports it.
+func underLoad(t *testing.T, client rlsv3.RateLimitServiceClient) (stopLoad func() (ok, failed int64)) {
+	stop := make(chan struct{})
+	var once sync.Once
 	var okN, failN atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -156,7 +161,13 @@ func underLoad(t *testing.T, client rlsv3.RateLimitServiceClient, stop chan stru
 			}
 		}(w)
 	}
-	return func() (int64, int64) { wg.Wait(); return okN.Load(), failN.Load() }
+	stopLoad = func() (int64, int64) {
+		once.Do(func() { close(stop) })
+		wg.Wait()
+		return okN.Load(), failN.Load()
+	}
+	t.Cleanup(func() { stopLoad() })
+	return stopLoad
 }
 
 // limitOf asks for key k and returns the limit reported.
@@ -169,18 +180,27 @@ func limitOf(t *testing.T, client rlsv3.RateLimitServiceClient) uint32 {
 	return resp.Statuses[0].CurrentLimit.GetRequestsPerUnit()
 }
 
-// waitLimit waits up to 2 s for the served limit to become want.
+// waitLimit waits until the served limit is want and returns how long
+// that took (logged, not checked: the machine may be busy).
 func waitLimit(t *testing.T, client rlsv3.RateLimitServiceClient, want uint32, what string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < 2*time.Second {
-		if limitOf(t, client) == want {
-			return time.Since(start)
+	waitFor(t, fmt.Sprintf("%s: limit %d", what, want), func() bool { return limitOf(t, client) == want })
+	return time.Since(start)
+}
+
+// waitFor polls cond every 20 ms until it holds, and fails the test
+// when it still does not after a minute: a bound for a stuck condition,
+// far above what a busy machine needs.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within a minute", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s: limit still %d 2s after the change, want %d", what, limitOf(t, client), want)
-	return 0
 }
 
 func TestHotReloadUnderLoad(t *testing.T) {
@@ -234,21 +254,21 @@ func TestHotReloadUnderLoad(t *testing.T) {
 			if got := limitOf(t, client); got != 1000 {
 				t.Fatalf("initial limit %d", got)
 			}
-			stop := make(chan struct{})
-			wait := underLoad(t, client, stop)
+			stopLoad := underLoad(t, client)
 
 			write(reloadRulesV2)
 			took := waitLimit(t, client, 7, "good config")
 			// A broken config is refused; the last good one keeps answering.
 			write("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight, requests_per_unit: 1}\n")
-			time.Sleep(700 * time.Millisecond)
+			waitFor(t, "the broken config refused", func() bool {
+				return testservers.ScrapeMetrics(t, p.HTTPAddr)[`envoy_rls_config_loads_total{result="error"}`] >= 1
+			})
 			if got := limitOf(t, client); got != 7 {
 				t.Fatalf("after a broken config the limit is %d, want 7", got)
 			}
 			write(reloadRulesV1)
 			waitLimit(t, client, 1000, "fixed config")
-			close(stop)
-			ok, failed := wait()
+			ok, failed := stopLoad()
 			if failed != 0 || ok == 0 {
 				t.Fatalf("requests during reloads: %d ok, %d failed", ok, failed)
 			}
@@ -269,13 +289,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	if err := p.Signal(hupSignal); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.Output(), "config reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatal("no reload 5s after SIGHUP")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "a reload after SIGHUP", func() bool { return strings.Contains(p.Output(), "config reloaded") })
 }
 
 func TestResponseOptionsEndToEnd(t *testing.T) {
