@@ -343,7 +343,7 @@ func TestChaosStoreKilledAndRestarted(t *testing.T) {
 		t.Errorf("no failure while Redis was down: %v", during)
 	}
 	// Log lines while the store was down: sampled, not one per request.
-	t.Logf("breaker opened %d times; %d log lines in all", breakerOpened(p), strings.Count(p.Output(), "\n"))
+	t.Logf("breaker opened %d times; %d log lines in all", breakerOpened(p), p.OutputLines())
 }
 
 // Slowness that stays under the store timeout fails nothing more than the
@@ -452,14 +452,14 @@ func TestNoisyNeighbour(t *testing.T) {
 func TestOutageLogVolume(t *testing.T) {
 	r, p, c := chaosServe(t)
 	r.Stop()
-	before := strings.Count(p.Output(), "\n")
+	before := p.OutputLines()
 	g := &loadGen{}
 	ctx, cancel := context.WithTimeout(context.Background(), phase(3*time.Second))
 	defer cancel()
 	start := time.Now()
 	g.run(ctx, c, 5000, 512, lightReq("outage"))
 	took := time.Since(start)
-	lines := strings.Count(p.Output(), "\n") - before
+	lines := p.OutputLines() - before
 	s := g.stats(time.Time{}, time.Now().Add(time.Hour))
 	perSec := float64(lines) / took.Seconds()
 	t.Logf("outage: %d requests in %v (%.0f/s), %d failed; %d log lines (%.1f a second)",

@@ -164,9 +164,6 @@ func WaitFor(ctx context.Context, timeout time.Duration, probe func(ctx context.
 	}
 }
 
-// Name returns the name the process goes by in errors.
-func (p *Process) Name() string { return p.name }
-
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
