@@ -204,13 +204,13 @@ func (s stats) String() string {
 }
 
 // chaosServe starts Redis and envoy-rls on it with default flags.
-func chaosServe(t *testing.T, extra ...string) (*testservers.Server, *proc, rlsv3.RateLimitServiceClient) {
+func chaosServe(t *testing.T, extra ...string) (*testservers.Server, *testservers.Service, rlsv3.RateLimitServiceClient) {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	writeFile(t, rules, chaosRules)
 	r := testservers.Redis(t)
 	p := startServe(t, nil, append([]string{"--config", rules, "--store", "redis", "--redis-url", "redis://" + r.Addr}, extra...)...)
-	return r, p, rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	return r, p, rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 }
 
 // lightReq is a small request of one client.
@@ -244,9 +244,9 @@ func busyLoops(t *testing.T, n int) (stop func()) {
 }
 
 // breakerOpened counts the times the log says the breaker opened.
-func breakerOpened(p *proc) int {
+func breakerOpened(p *testservers.Service) int {
 	n := 0
-	for _, line := range strings.Split(p.out.String(), "\n") {
+	for _, line := range strings.Split(p.Output(), "\n") {
 		if strings.Contains(line, "store circuit breaker") && strings.Contains(line, `"open"`) {
 			n++
 		}
@@ -343,7 +343,7 @@ func TestChaosStoreKilledAndRestarted(t *testing.T) {
 		t.Errorf("no failure while Redis was down: %v", during)
 	}
 	// Log lines while the store was down: sampled, not one per request.
-	t.Logf("breaker opened %d times; %d log lines in all", breakerOpened(p), strings.Count(p.out.String(), "\n"))
+	t.Logf("breaker opened %d times; %d log lines in all", breakerOpened(p), p.OutputLines())
 }
 
 // Slowness that stays under the store timeout fails nothing more than the
@@ -420,7 +420,7 @@ func TestNoisyNeighbour(t *testing.T) {
 	alone.run(actx, c, chaosRate, 256, lightReq("light"))
 	acancel()
 	// Each client has a connection of its own, as two Envoys would.
-	hc := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	hc := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	light, heavy := &loadGen{}, &loadGen{}
 	ctx, cancel := context.WithTimeout(context.Background(), phase(6*time.Second))
 	defer cancel()
@@ -452,14 +452,14 @@ func TestNoisyNeighbour(t *testing.T) {
 func TestOutageLogVolume(t *testing.T) {
 	r, p, c := chaosServe(t)
 	r.Stop()
-	before := strings.Count(p.out.String(), "\n")
+	before := p.OutputLines()
 	g := &loadGen{}
 	ctx, cancel := context.WithTimeout(context.Background(), phase(3*time.Second))
 	defer cancel()
 	start := time.Now()
 	g.run(ctx, c, 5000, 512, lightReq("outage"))
 	took := time.Since(start)
-	lines := strings.Count(p.out.String(), "\n") - before
+	lines := p.OutputLines() - before
 	s := g.stats(time.Time{}, time.Now().Add(time.Hour))
 	perSec := float64(lines) / took.Seconds()
 	t.Logf("outage: %d requests in %v (%.0f/s), %d failed; %d log lines (%.1f a second)",
@@ -479,27 +479,23 @@ func TestStoreUnreachableAtStart(t *testing.T) {
 	writeFile(t, rules, chaosRules)
 	r := testservers.Redis(t)
 	r.Stop()
-	out := new(testservers.LockedBuffer)
-	cmd := exec.Command(binary, "serve", "--config", rules, "--store", "redis", "--redis-url", "redis://"+r.Addr,
-		"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t), "--debug-addr", "")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// JSON logs, to read the level; no wait for SERVING, which comes
+	// only once the store answers.
+	p := serveWith(t, testservers.ServeOptions{NoWait: true,
+		Args: []string{"--config", rules, "--store", "redis", "--redis-url", "redis://" + r.Addr, "--log-format", "json"}})
 	waitLog := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(out.String(), what) {
+		for !strings.Contains(p.Output(), what) {
 			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log within 30s:\n%s", what, out.String())
+				t.Fatalf("no %q in the log within 30s:\n%s", what, p.Output())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	waitLog("store unreachable at start")
 	var warning string
-	for _, line := range strings.Split(out.String(), "\n") {
+	for _, line := range strings.Split(p.Output(), "\n") {
 		if strings.Contains(line, "store unreachable at start") {
 			warning = line
 		}
@@ -509,7 +505,7 @@ func TestStoreUnreachableAtStart(t *testing.T) {
 	}
 	r.Start()
 	waitLog("store answers; serving")
-	if n := strings.Count(out.String(), "store unreachable at start"); n != 1 {
+	if n := strings.Count(p.Output(), "store unreachable at start"); n != 1 {
 		t.Fatalf("%d start warnings, want one", n)
 	}
 }

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 )
@@ -38,83 +35,36 @@ func TestMain(m *testing.M) {
 // freeAddr returns a loopback address with a port free at the moment.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := testservers.FreeAddrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs[0]
 }
 
-// proc is a running `envoy-rls serve`.
-type proc struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	httpAddr string
-	out      *testservers.LockedBuffer
-	done     chan error
-}
-
-// runProcess starts cmd with its output in out, sends its Wait result to
-// done, and at the end of the test kills it if it still runs and logs out
-// if the test failed, under name.
-func runProcess(t *testing.T, cmd *exec.Cmd, out *testservers.LockedBuffer, done chan<- error, name string) {
+// serveWith runs `envoy-rls serve` as o describes, with the built binary and
+// console logs (o.Args may ask for others), and waits until its health
+// is SERVING; the test stops it at its end and logs its output if it
+// failed.
+func serveWith(t *testing.T, o testservers.ServeOptions) *testservers.Service {
 	t.Helper()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { done <- cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
+	o.Binary = binary
+	o.Args = append([]string{"--log-format", "console"}, o.Args...)
+	return testservers.Serve(t, o)
 }
 
-// startServe runs `envoy-rls serve` with args on free ports and waits
-// until its health is SERVING.
-func startServe(t *testing.T, env []string, args ...string) *proc {
+// startServe runs `envoy-rls serve` with env and args on free ports (see
+// serveWith).
+func startServe(t *testing.T, env []string, args ...string) *testservers.Service {
 	t.Helper()
-	return startServeCreds(t, insecure.NewCredentials(), env, args...)
+	return serveWith(t, testservers.ServeOptions{Env: env, Args: args})
 }
 
 // startServeCreds is startServe with the transport credentials the health
 // probe dials with.
-func startServeCreds(t *testing.T, creds credentials.TransportCredentials, env []string, args ...string) *proc {
+func startServeCreds(t *testing.T, creds credentials.TransportCredentials, env []string, args ...string) *testservers.Service {
 	t.Helper()
-	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: new(testservers.LockedBuffer), done: make(chan error, 1)}
-	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--debug-addr", "", "--log-format", "console"}, args...)
-	p.cmd = exec.Command(binary, all...)
-	p.cmd.Env = append(os.Environ(), env...)
-	runProcess(t, p.cmd, p.out, p.done, "envoy-rls")
-	conn := dialCreds(t, p.grpcAddr, creds)
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.ratelimit.v3.RateLimitService"})
-		cancel()
-		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
-			return p
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("envoy-rls exited before serving: %v\n%s", err, p.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("envoy-rls not SERVING after 15s (last: %v, %v)", r, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return serveWith(t, testservers.ServeOptions{Env: env, Args: args, Creds: creds})
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -160,7 +110,7 @@ func awayFromBoundary(period time.Duration) {
 
 func TestServeEndToEnd(t *testing.T) {
 	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml")
-	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	ctx := context.Background()
 
 	t.Run("fixed window agrees with the reference", func(t *testing.T) {
@@ -237,7 +187,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	t.Run("HTTP endpoints", func(t *testing.T) {
 		get := func(path string) (int, string) {
-			resp, err := http.Get("http://" + p.httpAddr + path)
+			resp, err := http.Get("http://" + p.HTTPAddr + path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +202,7 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("/rlconfig: %d %q", code, body)
 		}
 		post := func(body string) (int, string) {
-			resp, err := http.Post("http://"+p.httpAddr+"/json", "application/json", strings.NewReader(body))
+			resp, err := http.Post("http://"+p.HTTPAddr+"/json", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,16 +226,8 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 
 	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := p.StopWithin(15 * time.Second); err != nil {
 			t.Fatal(err)
-		}
-		select {
-		case err := <-p.done:
-			if err != nil {
-				t.Fatalf("exit: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("no exit 15s after SIGTERM")
 		}
 	})
 }
@@ -294,7 +236,7 @@ func TestServeFromEnvironment(t *testing.T) {
 	// Flags absent: the environment sets the config; a flag wins over its
 	// variable (the log format given by flag is console, env says json).
 	p := startServe(t, []string{"ENVOY_RLS_CONFIG=../../examples/ratelimit.yaml", "ENVOY_RLS_LOG_FORMAT=bogus"})
-	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	resp, err := client.ShouldRateLimit(context.Background(), request("edge", []string{"user_id", "env"}))
 	if err != nil || resp.Statuses[0].CurrentLimit == nil {
 		t.Fatalf("got %v, %v", resp, err)
@@ -349,7 +291,7 @@ func TestValidateAndVersion(t *testing.T) {
 // grpcurl-style clients find the service and its messages by reflection.
 func TestReflection(t *testing.T) {
 	p := startServe(t, nil, "--config", "../../examples/ratelimit.yaml")
-	stream, err := reflectionpb.NewServerReflectionClient(dial(t, p.grpcAddr)).ServerReflectionInfo(context.Background())
+	stream, err := reflectionpb.NewServerReflectionClient(dial(t, p.GRPCAddr)).ServerReflectionInfo(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,14 +25,6 @@ import (
 	"github.com/envoy-rls/envoy-rls/internal/tracing/otlptest"
 	"github.com/envoy-rls/envoy-rls/internal/xdstest"
 )
-
-// refProc is the binary started as envoyproxy/ratelimit is: no
-// arguments, configured only by the environment.
-type refProc struct {
-	cmd  *exec.Cmd
-	out  *testservers.LockedBuffer
-	done chan error
-}
 
 // asRatelimit returns a copy of the built binary named "ratelimit", as
 // the image holds it at /bin/ratelimit.
@@ -50,58 +41,30 @@ func asRatelimit(t *testing.T) string {
 	return path
 }
 
-// startRef runs path with no arguments and exactly env (plus PATH and
-// HOME), and stops it when the test ends.
-func startRef(t *testing.T, path string, env map[string]string) *refProc {
+// startRef runs path with no arguments and exactly the environment env
+// returns for the given free loopback addresses (plus PATH and HOME),
+// waits until GET /healthcheck on the address env names "PORT" answers
+// 200, as Envoy Gateway's startup probe asks (1 s timeout), and stops it
+// when the test ends. It returns the process and the addresses.
+func startRef(t *testing.T, path string, ports int, env func(addrs []string) map[string]string) (*testservers.Process, []string) {
 	t.Helper()
-	p := &refProc{out: new(testservers.LockedBuffer), done: make(chan error, 1)}
-	p.cmd = exec.Command(path)
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	runProcess(t, p.cmd, p.out, p.done, "ratelimit")
-	return p
-}
-
-// waitHealthcheck polls GET /healthcheck as Envoy Gateway's probes do
-// (1 s timeout) until it answers 200.
-func (p *refProc) waitHealthcheck(t *testing.T, httpAddr string) {
-	t.Helper()
-	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Get("http://" + httpAddr + "/healthcheck")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	return testservers.RunOnFreePorts(t, ports, func(addrs []string) testservers.ProcessOptions {
+		vars := env(addrs)
+		o := testservers.ProcessOptions{
+			Name:    "ratelimit",
+			Binary:  path,
+			Env:     []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+			OnlyEnv: true,
+			Ready:   testservers.HTTPOK("http://" + net.JoinHostPort(vars["HOST"], vars["PORT"]) + "/healthcheck"),
+			// Kubernetes waits terminationGracePeriodSeconds (30 s by
+			// default) after SIGTERM; a busy test machine gets twice that.
+			StopGrace: 60 * time.Second,
 		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("ratelimit exited before /healthcheck answered: %v", err)
-		default:
+		for k, v := range vars {
+			o.Env = append(o.Env, k+"="+v)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthcheck not 200 after 30s (last: %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM, as Kubernetes does, and checks a clean exit.
-func (p *refProc) stop(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Error("no exit 60s after SIGTERM")
-	}
+		return o
+	})
 }
 
 func port(addr string) string {
@@ -131,52 +94,54 @@ func TestEnvoyGatewayEndToEnd(t *testing.T) {
 	cp := xdstest.Start(t, xdstest.Options{})
 	redis := testservers.Redis(t)
 	rcv := otlptest.Start(t)
-	httpAddr, grpcAddr, debugAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	data := t.TempDir()
-	env := map[string]string{
-		"RUNTIME_ROOT":                       data,
-		"RUNTIME_SUBDIRECTORY":               "ratelimit",
-		"RUNTIME_IGNOREDOTFILES":             "true",
-		"RUNTIME_WATCH_ROOT":                 "false",
-		"LOG_LEVEL":                          "info",
-		"USE_STATSD":                         "false",
-		"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
-		"CONFIG_GRPC_XDS_SERVER_URL":         cp.Addr(),
-		"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
-		"GRPC_SERVER_USE_TLS":                "true",
-		"GRPC_SERVER_TLS_CERT":               cp.TLS.ServerCertFile,
-		"GRPC_SERVER_TLS_KEY":                cp.TLS.ServerKeyFile,
-		"GRPC_SERVER_TLS_CA_CERT":            cp.TLS.CAFile,
-		"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
-		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    cp.TLS.ClientCertFile,
-		"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     cp.TLS.ClientKeyFile,
-		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  cp.TLS.CAFile,
-		"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
-		"REDIS_SOCKET_TYPE":                  "tcp",
-		"REDIS_URL":                          redis.Addr,
-		"USE_PROMETHEUS":                     "true",
-		"PROMETHEUS_ADDR":                    promAddr,
-		"PROMETHEUS_MAPPER_YAML":             "/etc/statsd-exporter/conf.yaml",
-		"TRACING_ENABLED":                    "true",
-		"TRACING_SERVICE_NAME":               "envoy-ratelimit",
-		"TRACING_SERVICE_NAMESPACE":          "envoy-gateway-system",
-		"TRACING_SERVICE_INSTANCE_ID":        "envoy-ratelimit-0",
-		"TRACING_SAMPLING_RATE":              "1.0",
-		"OTEL_EXPORTER_OTLP_ENDPOINT":        rcv.HTTPEndpoint,
-		"OTEL_BSP_SCHEDULE_DELAY":            "100",
-		"HOST":                               "127.0.0.1",
-		"PORT":                               port(httpAddr),
-		"GRPC_HOST":                          "127.0.0.1",
-		"GRPC_PORT":                          port(grpcAddr),
-		"DEBUG_HOST":                         "127.0.0.1",
-		"DEBUG_PORT":                         port(debugAddr),
-		// envoy-rls's own variable: a store budget for a busy test
-		// machine (-race, shared cores) instead of the 15 ms default.
-		"ENVOY_RLS_STORE_TIMEOUT": "2s",
+	env := func(a []string) map[string]string {
+		httpAddr, grpcAddr, debugAddr, promAddr := a[0], a[1], a[2], a[3]
+		return map[string]string{
+			"RUNTIME_ROOT":                       data,
+			"RUNTIME_SUBDIRECTORY":               "ratelimit",
+			"RUNTIME_IGNOREDOTFILES":             "true",
+			"RUNTIME_WATCH_ROOT":                 "false",
+			"LOG_LEVEL":                          "info",
+			"USE_STATSD":                         "false",
+			"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
+			"CONFIG_GRPC_XDS_SERVER_URL":         cp.Addr(),
+			"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
+			"GRPC_SERVER_USE_TLS":                "true",
+			"GRPC_SERVER_TLS_CERT":               cp.TLS.ServerCertFile,
+			"GRPC_SERVER_TLS_KEY":                cp.TLS.ServerKeyFile,
+			"GRPC_SERVER_TLS_CA_CERT":            cp.TLS.CAFile,
+			"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
+			"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    cp.TLS.ClientCertFile,
+			"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     cp.TLS.ClientKeyFile,
+			"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  cp.TLS.CAFile,
+			"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
+			"REDIS_SOCKET_TYPE":                  "tcp",
+			"REDIS_URL":                          redis.Addr,
+			"USE_PROMETHEUS":                     "true",
+			"PROMETHEUS_ADDR":                    promAddr,
+			"PROMETHEUS_MAPPER_YAML":             "/etc/statsd-exporter/conf.yaml",
+			"TRACING_ENABLED":                    "true",
+			"TRACING_SERVICE_NAME":               "envoy-ratelimit",
+			"TRACING_SERVICE_NAMESPACE":          "envoy-gateway-system",
+			"TRACING_SERVICE_INSTANCE_ID":        "envoy-ratelimit-0",
+			"TRACING_SAMPLING_RATE":              "1.0",
+			"OTEL_EXPORTER_OTLP_ENDPOINT":        rcv.HTTPEndpoint,
+			"OTEL_BSP_SCHEDULE_DELAY":            "100",
+			"HOST":                               "127.0.0.1",
+			"PORT":                               port(httpAddr),
+			"GRPC_HOST":                          "127.0.0.1",
+			"GRPC_PORT":                          port(grpcAddr),
+			"DEBUG_HOST":                         "127.0.0.1",
+			"DEBUG_PORT":                         port(debugAddr),
+			// envoy-rls's own variable: a store budget for a busy test
+			// machine (-race, shared cores) instead of the 15 ms default.
+			"ENVOY_RLS_STORE_TIMEOUT": "2s",
+		}
 	}
-	p := startRef(t, asRatelimit(t), env)
 	// Startup probe: 200 before any rules (FORCE_START_WITHOUT_INITIAL_CONFIG).
-	p.waitHealthcheck(t, httpAddr)
+	p, addrs := startRef(t, asRatelimit(t), 4, env)
+	grpcAddr, promAddr := addrs[1], addrs[3]
 
 	// Envoy's side: TLS with its client certificate, signed by the CA
 	// GRPC_SERVER_TLS_CA_CERT names.
@@ -300,8 +265,11 @@ func TestEnvoyGatewayEndToEnd(t *testing.T) {
 		t.Errorf("%d server and %d store spans of Envoy's trace", server, store)
 	}
 
-	p.stop(t)
-	out := p.out.String()
+	// Kubernetes sends SIGTERM; the exit is clean.
+	if err := p.Stop(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	out := p.Output()
 	if strings.Count(out, "does not honour") != 1 || !strings.Contains(out, "PROMETHEUS_MAPPER_YAML") {
 		t.Errorf("want one warning naming PROMETHEUS_MAPPER_YAML:\n%s", out)
 	}
@@ -326,22 +294,23 @@ descriptors:
   - key: user
     rate_limit: {unit: hour, requests_per_unit: 1}
 `)
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	p := startRef(t, binary, map[string]string{
-		"RUNTIME_ROOT":         root,
-		"RUNTIME_SUBDIRECTORY": "ratelimit",
-		"REDIS_SOCKET_TYPE":    "tcp",
-		"REDIS_URL":            redis.Addr,
-		"HOST":                 "127.0.0.1",
-		"PORT":                 port(httpAddr),
-		"GRPC_PORT":            "1", // ENVOY_RLS_GRPC_ADDR wins
-		"ENVOY_RLS_GRPC_ADDR":  grpcAddr,
-		"DEBUG_PORT":           port(freeAddr(t)),
-		"LOG_LEVEL":            "info",
-		// A store budget for a busy test machine.
-		"ENVOY_RLS_STORE_TIMEOUT": "2s",
+	p, addrs := startRef(t, binary, 3, func(a []string) map[string]string {
+		return map[string]string{
+			"RUNTIME_ROOT":         root,
+			"RUNTIME_SUBDIRECTORY": "ratelimit",
+			"REDIS_SOCKET_TYPE":    "tcp",
+			"REDIS_URL":            redis.Addr,
+			"HOST":                 "127.0.0.1",
+			"PORT":                 port(a[0]),
+			"GRPC_PORT":            "1", // ENVOY_RLS_GRPC_ADDR wins
+			"ENVOY_RLS_GRPC_ADDR":  a[1],
+			"DEBUG_PORT":           port(a[2]),
+			"LOG_LEVEL":            "info",
+			// A store budget for a busy test machine.
+			"ENVOY_RLS_STORE_TIMEOUT": "2s",
+		}
 	})
-	p.waitHealthcheck(t, httpAddr)
+	httpAddr, grpcAddr := addrs[0], addrs[1]
 	client := rlsv3.NewRateLimitServiceClient(dial(t, grpcAddr))
 	awayFromBoundary(time.Hour)
 	for i, want := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
@@ -381,8 +350,10 @@ descriptors:
 			t.Fatalf("/healthcheck with Redis down: %d, want 200", resp.StatusCode)
 		}
 	}
-	p.stop(t)
-	if out := p.out.String(); strings.Contains(out, "does not honour") {
+	if err := p.Stop(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if out := p.Output(); strings.Contains(out, "does not honour") {
 		t.Errorf("warnings for an environment envoy-rls honours:\n%s", out)
 	}
 

@@ -157,8 +157,8 @@ func TestConfigBombHotReload(t *testing.T) {
 	path := filepath.Join(dir, "rules.yaml")
 	writeFile(t, path, reloadRulesV1)
 	p := startServe(t, nil, "--config", path)
-	pid := p.cmd.Process.Pid
-	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	pid := p.Pid()
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	if got := limitOf(t, client); got != 1000 {
 		t.Fatalf("limit %d, want 1000", got)
 	}
@@ -186,10 +186,10 @@ func TestConfigBombHotReload(t *testing.T) {
 		t.Helper()
 		refused++
 		deadline := time.Now().Add(time.Minute)
-		for strings.Count(p.out.String(), "config refused") < refused {
+		for strings.Count(p.Output(), "config refused") < refused {
 			select {
-			case err := <-p.done:
-				t.Fatalf("%s: the server exited: %v", what, err)
+			case <-p.Done():
+				t.Fatalf("%s: the server exited: %v", what, p.Err())
 			default:
 			}
 			if time.Now().After(deadline) {
@@ -224,7 +224,7 @@ func TestConfigBombHotReload(t *testing.T) {
 	if hwm := procStatus(t, pid, "VmHWM"); hwm > baseline+384<<10 {
 		t.Errorf("peak RSS %d MB after the bombs, from %d MB at start", hwm>>10, baseline>>10)
 	}
-	if l := longestLine(p.out.String()); l > 16<<10 {
+	if l := longestLine(p.Output()); l > 16<<10 {
 		t.Errorf("a log line of %d bytes", l)
 	}
 	replace(reloadRulesV2, false)
@@ -267,7 +267,7 @@ func TestStreamFlood(t *testing.T) {
 	// --debug-addr given twice: the last one wins over startServe's "".
 	p := startServe(t, nil, "--config", path, "--debug-addr", debug,
 		"--grpc-max-concurrent-streams", strconv.Itoa(maxStr), "--grpc-recv-timeout", "5s")
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 	before := goroutines(t, debug)
 	baseRSS := procStatus(t, pid, "VmRSS")
 
@@ -277,16 +277,24 @@ func TestStreamFlood(t *testing.T) {
 	codes := map[string]int{}
 	var flooders []*grpc.ClientConn
 	for range conns {
-		conn := dial(t, p.grpcAddr)
-		flooders = append(flooders, conn)
+		flooders = append(flooders, dial(t, p.GRPCAddr))
+	}
+	// A test that fails early ends the flood before its connections
+	// close (cleanups run last added first), so that no stream outlives
+	// the test or reports a closing connection as an error.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, conn := range flooders {
 		for range perConn {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				// NewStream waits while the connection is at its cap.
-				st, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName)
+				st, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName)
 				if err != nil {
-					t.Errorf("NewStream: %v", err)
+					if ctx.Err() == nil {
+						t.Errorf("NewStream: %v", err)
+					}
 					return
 				}
 				mu.Lock()
@@ -315,7 +323,7 @@ func TestStreamFlood(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	other := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	other := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	for i := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := other.ShouldRateLimit(ctx, request("edge", []string{"k", fmt.Sprint("other-", i)}))
@@ -350,7 +358,9 @@ func TestStreamFlood(t *testing.T) {
 	case <-done:
 	case <-time.After(3 * time.Minute):
 		mu.Lock()
-		t.Fatalf("%d of %d streams still open after 3 minutes", conns*perConn-closed, conns*perConn)
+		open := conns*perConn - closed
+		mu.Unlock() // the cleanup waits for the streams, which take mu
+		t.Fatalf("%d of %d streams still open after 3 minutes", open, conns*perConn)
 	}
 	t.Logf("closed streams by status: %v", codes)
 	for _, c := range flooders {
@@ -398,7 +408,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		}
 		return string(got)
 	}
-	for _, addr := range []string{p.httpAddr, debug} {
+	for _, addr := range []string{p.HTTPAddr, debug} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -411,7 +421,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		closedBy(c, addr+": slow body")
 	}
 
-	c, err := net.Dial("tcp", p.httpAddr)
+	c, err := net.Dial("tcp", p.HTTPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestXDSEndToEnd(t *testing.T) {
 	p := startServe(t, nil, "--config-source", "xds", "--xds-server", cp.Addr(),
 		"--xds-tls-ca", cp.TLS.CAFile, "--xds-tls-cert", cp.TLS.ClientCertFile, "--xds-tls-key", cp.TLS.ClientKeyFile,
 		"--force-start-without-config", "--xds-backoff-initial", "50ms", "--xds-backoff-max", "500ms")
-	client := rlsv3.NewRateLimitServiceClient(dial(t, p.grpcAddr))
+	client := rlsv3.NewRateLimitServiceClient(dial(t, p.GRPCAddr))
 	ctx := context.Background()
 	check := func(want rlsv3.RateLimitResponse_Code, limit uint32) *rlsv3.RateLimitResponse {
 		t.Helper()
@@ -43,7 +43,7 @@ func TestXDSEndToEnd(t *testing.T) {
 		return resp
 	}
 
-	resp, err := http.Get("http://" + p.httpAddr + "/healthcheck")
+	resp, err := http.Get("http://" + p.HTTPAddr + "/healthcheck")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestXDSEndToEnd(t *testing.T) {
 	// The cache re-sends the refused snapshot after each NACK: measure
 	// the process's CPU while it does (a figure for the log; the bound
 	// is asserted on the NACK rate in internal/source/xds).
-	cpu0, start, nacks := cpuTicks(p.cmd.Process.Pid), time.Now(), len(cp.NACKs())
+	cpu0, start, nacks := cpuTicks(p.Pid()), time.Now(), len(cp.NACKs())
 	for wait := time.Now().Add(60 * time.Second); len(cp.NACKs()) < nacks+8; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(wait) {
 			t.Fatal("the cache stopped re-sending the refused snapshot")
@@ -82,7 +82,7 @@ func TestXDSEndToEnd(t *testing.T) {
 	if cpu0 >= 0 {
 		secs := time.Since(start).Seconds()
 		t.Logf("re-send loop: %.1f NACKs/s, process CPU %.1f%% of one core",
-			float64(len(cp.NACKs())-nacks)/secs, float64(cpuTicks(p.cmd.Process.Pid)-cpu0)/100/secs*100)
+			float64(len(cp.NACKs())-nacks)/secs, float64(cpuTicks(p.Pid())-cpu0)/100/secs*100)
 	}
 
 	cp.Stop()
@@ -108,7 +108,7 @@ func TestXDSEndToEnd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if out := p.out.String(); strings.Count(out, "config refused") != 1 {
+	if out := p.Output(); strings.Count(out, "config refused") != 1 {
 		t.Errorf("want the refused update logged once:\n%s", out)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 )
 
 // tightRules add to the bench rules a key limited to 5 an hour.
@@ -52,7 +54,7 @@ func TestLoadAgainstNoopAndEnvoyRLS(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if err := waitServing(ctx, l.Addr().String(), nil, 5*time.Second); err != nil {
+	if err := testservers.WaitFor(ctx, 30*time.Second, testservers.GRPCServing(l.Addr().String(), nil, rlsServiceName)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -236,13 +235,9 @@ func startStore(h *harness, store string) (storeEnv, error) {
 		return storeEnv{flags: []string{"--store", "memory", "--memory-max-keys", "4000000"}}, nil
 	case "redis":
 		r := testservers.Redis(h)
-		pid, err := redisPID(r)
-		if err != nil {
-			return storeEnv{}, err
-		}
 		return storeEnv{
 			flags:  []string{"--store", "redis", "--redis-url", "redis://" + r.Addr},
-			pids:   []int{pid},
+			pids:   []int{r.Pid()},
 			refEnv: []string{"BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=single", "REDIS_URL=" + r.Addr},
 			redis:  r,
 		}, nil
@@ -250,11 +245,7 @@ func startStore(h *harness, store string) (storeEnv, error) {
 		c := testservers.RedisCluster(h)
 		var pids []int
 		for _, n := range c.Nodes {
-			pid, err := redisPID(n)
-			if err != nil {
-				return storeEnv{}, err
-			}
-			pids = append(pids, pid)
+			pids = append(pids, n.Pid())
 		}
 		addrs := strings.Join(c.Addrs(), ",")
 		return storeEnv{
@@ -263,30 +254,14 @@ func startStore(h *harness, store string) (storeEnv, error) {
 			refEnv: []string{"BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=cluster", "REDIS_URL=" + addrs},
 		}, nil
 	case "memcached":
-		addr, pid, err := startMemcached(h, 1024)
-		if err != nil {
-			return storeEnv{}, err
-		}
+		m := testservers.MemcachedWith(h, testservers.MemcachedOptions{MemoryMB: 1024, Connections: 4096})
 		return storeEnv{
-			flags:  []string{"--store", "memcached", "--memcached-servers", addr},
-			pids:   []int{pid},
-			refEnv: []string{"BACKEND_TYPE=memcache", "MEMCACHE_HOST_PORT=" + addr},
+			flags:  []string{"--store", "memcached", "--memcached-servers", m.Addr},
+			pids:   []int{m.Pid()},
+			refEnv: []string{"BACKEND_TYPE=memcache", "MEMCACHE_HOST_PORT=" + m.Addr},
 		}, nil
 	}
 	return storeEnv{}, fmt.Errorf("rls-bench: unknown store %q (want %s)", store, strings.Join(allStores, ", "))
-}
-
-// redisPID returns the process id of the redis-server r, from INFO.
-func redisPID(r *testservers.Server) (int, error) {
-	v, ok, err := r.Info("server", "process_id")
-	if err != nil || !ok {
-		return 0, fmt.Errorf("rls-bench: redis %s: no process_id in INFO server (%v)", r.Addr, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		return 0, fmt.Errorf("rls-bench: redis %s: process_id %q: %w", r.Addr, v, err)
-	}
-	return pid, nil
 }
 
 // RunMatrix runs every cell of c, each store's cells against one
@@ -316,7 +291,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	noopProbe := &CPUProbe{Service: []int{noopProc.pid()}}
+	noopProbe := &CPUProbe{Service: []int{noopProc.Pid()}}
 	refBin := ""
 	if c.Reference {
 		if refBin, err = ensureReference(ctx, c.ReferenceBin, log); err != nil {
@@ -355,7 +330,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 			sh.Close()
 			return nil, err
 		}
-		rlsProbe := &CPUProbe{Service: []int{rls.pid()}, Store: env.pids}
+		rlsProbe := &CPUProbe{Service: []int{rls.Pid()}, Store: env.pids}
 		var ref *refProcess
 		var refProbe *CPUProbe
 		if c.Reference && env.refEnv != nil && contains(c.Strategies, referenceStrategy) {
@@ -363,7 +338,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 				sh.Close()
 				return nil, err
 			}
-			refProbe = &CPUProbe{Service: []int{ref.pid()}, Store: env.pids}
+			refProbe = &CPUProbe{Service: []int{ref.Pid()}, Store: env.pids}
 		}
 		seed := uint64(1)
 		for _, d := range c.Descriptors {
@@ -420,11 +395,11 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 				}
 			}
 		}
-		if rls.exited() {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("envoy-rls (%s) exited during the run:\n%s", store, rls.out.String()))
+		if rls.Exited() {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("envoy-rls (%s) exited during the run:\n%s", store, rls.Output()))
 		}
-		if ref != nil && ref.exited() {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("envoyproxy/ratelimit (%s) exited during the run:\n%s", store, ref.out.String()))
+		if ref != nil && ref.Exited() {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("envoyproxy/ratelimit (%s) exited during the run:\n%s", store, ref.Output()))
 		}
 		sh.Close()
 	}
@@ -454,10 +429,10 @@ func MeasureMemoryPerKey(ctx context.Context, parent *harness, bin, rules string
 	}
 	type sample struct{ keys, heap, rss float64 }
 	read := func() (sample, error) {
-		if _, err := httpGet(ctx, "http://"+rls.DebugAddr+"/debug/pprof/heap?gc=1"); err != nil {
+		if _, err := testservers.GetOK(ctx, "http://"+rls.DebugAddr+"/debug/pprof/heap?gc=1"); err != nil {
 			return sample{}, err
 		}
-		m, err := scrapeMetrics(ctx, "http://"+rls.HTTPAddr+"/metrics")
+		m, err := testservers.Metrics(ctx, rls.HTTPAddr)
 		if err != nil {
 			return sample{}, err
 		}

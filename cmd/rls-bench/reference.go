@@ -15,6 +15,8 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 )
 
 // The reference is envoyproxy/ratelimit, run as the matrix's peer: the
@@ -46,7 +48,7 @@ func ensureReference(ctx context.Context, bin string, log io.Writer) (string, er
 	if bin != "" {
 		return bin, nil
 	}
-	root, err := moduleRoot(ctx)
+	root, err := testservers.ModuleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -65,13 +67,14 @@ func ensureReference(ctx context.Context, bin string, log io.Writer) (string, er
 
 // refProcess is a running envoyproxy/ratelimit.
 type refProcess struct {
-	*process
+	*testservers.Process
 	GRPCAddr string
 }
 
 // startReference runs the reference at bin with env (its store's
 // variables) on free loopback ports, its rules written under dir, and
-// waits until it answers a request with a limit (its rules are loaded).
+// waits until it answers a request with a limit (its rules are loaded);
+// h stops it at Close.
 func startReference(ctx context.Context, h *harness, bin, dir string, env []string) (*refProcess, error) {
 	root := filepath.Join(dir, "reference-runtime")
 	conf := filepath.Join(root, "ratelimit", "config")
@@ -81,61 +84,48 @@ func startReference(ctx context.Context, h *harness, bin, dir string, env []stri
 	if err := os.WriteFile(filepath.Join(conf, "bench.yaml"), []byte(referenceRules), 0o600); err != nil {
 		return nil, fmt.Errorf("rls-bench: %w", err)
 	}
-	var ports [3]string
-	for i := range ports {
-		a, err := freeLoopback()
-		if err != nil {
-			return nil, err
+	p, addrs, err := startOwned(ctx, h, 3, func(addrs []string) testservers.ProcessOptions {
+		port := func(i int) string { _, p, _ := net.SplitHostPort(addrs[i]); return p }
+		return testservers.ProcessOptions{
+			Name:   "envoyproxy/ratelimit",
+			Binary: bin,
+			Env: append([]string{
+				"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false", "RUNTIME_IGNOREDOTFILES=true",
+				"USE_STATSD=false", "LOG_LEVEL=warn",
+				"HOST=127.0.0.1", "PORT=" + port(0), "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + port(1),
+				"DEBUG_HOST=127.0.0.1", "DEBUG_PORT=" + port(2),
+			}, env...),
+			Ready:        limited(addrs[1]),
+			StartTimeout: 30 * time.Second,
 		}
-		_, ports[i], _ = net.SplitHostPort(a)
-	}
-	all := append([]string{
-		"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false", "RUNTIME_IGNOREDOTFILES=true",
-		"USE_STATSD=false", "LOG_LEVEL=warn",
-		"HOST=127.0.0.1", "PORT=" + ports[0], "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + ports[1],
-		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT=" + ports[2],
-	}, env...)
-	p, err := startProcessEnv(h, "envoyproxy/ratelimit", all, bin)
+	})
 	if err != nil {
 		return nil, err
 	}
-	r := &refProcess{process: p, GRPCAddr: net.JoinHostPort("127.0.0.1", ports[1])}
-	if err := waitLimited(ctx, r.GRPCAddr, p, 30*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return r, nil
+	return &refProcess{Process: p, GRPCAddr: addrs[1]}, nil
 }
 
-// waitLimited sends a fixed_window request to the service at addr until
-// the answer carries a limit, p exits or timeout passes.
-func waitLimited(ctx context.Context, addr string, p *process, timeout time.Duration) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("rls-bench: dial %s: %w", addr, err)
-	}
-	defer conn.Close()
-	c := rlsv3.NewRateLimitServiceClient(conn)
+// limited returns a probe that reports nil when a fixed_window request
+// to the service at addr gets an answer with a limit.
+func limited(addr string) func(ctx context.Context) error {
 	req := &rlsv3.RateLimitRequest{Domain: benchDomain, Descriptors: []*rlcommon.RateLimitDescriptor{{
 		Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "fixed_window_0", Value: "rls-bench-probe"}},
 	}}}
-	deadline := time.Now().Add(timeout)
-	for {
+	return func(ctx context.Context) error {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
+		}
+		defer conn.Close()
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := c.ShouldRateLimit(cctx, req)
-		cancel()
-		if err == nil && len(resp.Statuses) == 1 && resp.Statuses[0].CurrentLimit != nil {
-			return nil
+		defer cancel()
+		resp, err := rlsv3.NewRateLimitServiceClient(conn).ShouldRateLimit(cctx, req)
+		if err != nil {
+			return err
 		}
-		if p.exited() {
-			return fmt.Errorf("rls-bench: %s exited before serving:\n%s", p.name, p.out.String())
+		if len(resp.Statuses) != 1 || resp.Statuses[0].CurrentLimit == nil {
+			return fmt.Errorf("%s gives no limit: %v", addr, resp)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("rls-bench: waiting for %s: %w", addr, ctx.Err())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("rls-bench: %s gives no limit after %s (last: %v, %v)\n%s", addr, timeout, resp, err, p.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
 	}
 }

@@ -37,7 +37,7 @@ func TestReferencePeerOnRedis(t *testing.T) {
 	c.Target, c.Concurrency, c.Connections = ref.GRPCAddr, 4, 1
 	c.Duration, c.Warmup = time.Second, 200*time.Millisecond
 	c.Descriptors, c.Keys = 3, strategyKeys(referenceStrategy)
-	c.Probe = &CPUProbe{Service: []int{ref.pid()}, Store: env.pids}
+	c.Probe = &CPUProbe{Service: []int{ref.Pid()}, Store: env.pids}
 	res, err := RunLoad(ctx, c)
 	if err != nil {
 		t.Fatal(err)

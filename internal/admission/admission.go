@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/envoy-rls/envoy-rls/internal/defaults"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
@@ -55,21 +56,11 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Capacity <= 0 {
-		o.Capacity = DefaultCapacity
-	}
-	if o.HeavyWeight <= 0 {
-		o.HeavyWeight = DefaultHeavyWeight
-	}
-	if o.HeavyShare <= 0 || o.HeavyShare > 1 {
-		o.HeavyShare = DefaultHeavyShare
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = DefaultMaxWait
-	}
-	if o.MaxWaiters <= 0 {
-		o.MaxWaiters = DefaultMaxWaiters
-	}
+	o.Capacity = defaults.Positive(o.Capacity, DefaultCapacity)
+	o.HeavyWeight = defaults.Positive(o.HeavyWeight, DefaultHeavyWeight)
+	o.HeavyShare = defaults.Share(o.HeavyShare, DefaultHeavyShare)
+	o.MaxWait = defaults.Positive(o.MaxWait, DefaultMaxWait)
+	o.MaxWaiters = defaults.Positive(o.MaxWaiters, DefaultMaxWaiters)
 	return o
 }
 

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/envoy-rls/envoy-rls/internal/defaults"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
@@ -103,25 +104,12 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.MinCalls <= 0 {
-		o.MinCalls = DefaultMinCalls
-	}
-	if o.FailureRate <= 0 || o.FailureRate > 1 {
-		o.FailureRate = DefaultFailureRate
-	}
-	if o.Cooldown <= 0 {
-		o.Cooldown = DefaultCooldown
-	}
-	if o.MaxCooldown <= 0 {
-		o.MaxCooldown = DefaultMaxCooldown
-	}
-	o.MaxCooldown = max(o.MaxCooldown, o.Cooldown)
-	if o.HalfOpenCalls <= 0 {
-		o.HalfOpenCalls = DefaultHalfOpenCalls
-	}
+	o.Window = defaults.Positive(o.Window, DefaultWindow)
+	o.MinCalls = defaults.Positive(o.MinCalls, DefaultMinCalls)
+	o.FailureRate = defaults.Share(o.FailureRate, DefaultFailureRate)
+	o.Cooldown = defaults.Positive(o.Cooldown, DefaultCooldown)
+	o.MaxCooldown = max(defaults.Positive(o.MaxCooldown, DefaultMaxCooldown), o.Cooldown)
+	o.HalfOpenCalls = defaults.Positive(o.HalfOpenCalls, DefaultHalfOpenCalls)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

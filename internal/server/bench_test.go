@@ -3,15 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 
 	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
@@ -31,19 +30,7 @@ func (noop) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rls
 }
 
 func benchServer(b *testing.B, opts []grpc.ServerOption, register func(*grpc.Server), descs int) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := grpc.NewServer(opts...)
-	register(g)
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	conn := testservers.DialGRPC(b, testservers.ServeGRPC(b, register, opts...))
 	client := rlsv3.NewRateLimitServiceClient(conn)
 	reqs := make([]*rlsv3.RateLimitRequest, 1024)
 	for i := range reqs {

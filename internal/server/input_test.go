@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,12 +15,12 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
@@ -67,38 +66,8 @@ func (s *countingStore) Close() error { return nil }
 // (its codec and handlers) plus extra, and returns the address.
 func serveFull(t *testing.T, store limiter.Store, opts Options, extra ...grpc.ServerOption) (string, *Service) {
 	t.Helper()
-	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(rules)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, err := limiter.New(cfg, limiter.Options{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Limiter = lim
-	svc, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(append(svc.GRPCOptions(), extra...)...)
-	svc.Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	return lis.Addr().String(), svc
-}
-
-func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	svc := newService(t, rules, store, opts)
+	return testservers.ServeGRPC(t, svc.Register, append(svc.GRPCOptions(), extra...)...), svc
 }
 
 // TestUndecodableRequestIsInvalidArgument sends bytes that are no
@@ -110,7 +79,7 @@ func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 	// The transport's bound sits above the service's, as in app.
 	addr, _ := serveFull(t, store, Options{FailureMode: FailAllow, Limits: Limits{MaxRequestBytes: 16 << 10, MaxValueBytes: 64 << 10}},
 		grpc.MaxRecvMsgSize(2*16<<10+64<<10))
-	conn := dial(t, addr, grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallSendMsgSize(1<<30)))
+	conn := testservers.DialGRPC(t, addr, grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallSendMsgSize(1<<30)))
 
 	domain := func(v []byte) []byte {
 		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), v)
@@ -147,7 +116,7 @@ func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 		t.Errorf("above the transport's bound: got %v, want RESOURCE_EXHAUSTED", err)
 	}
 	// The service still answers a good request on the same connection.
-	c := rlsv3.NewRateLimitServiceClient(dial(t, addr))
+	c := rlsv3.NewRateLimitServiceClient(testservers.DialGRPC(t, addr))
 	if _, err := c.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +136,7 @@ func TestOverflowingOverrideIsInvalidArgument(t *testing.T) {
 	for _, mode := range []string{FailError, FailAllow, FailDeny} {
 		store := &countingStore{fail: true}
 		addr, svc := serveFull(t, store, Options{FailureMode: mode, OnFailureMode: func(string) { t.Errorf("%s: failure mode used", mode) }})
-		c := rlsv3.NewRateLimitServiceClient(dial(t, addr))
+		c := rlsv3.NewRateLimitServiceClient(testservers.DialGRPC(t, addr))
 		_, err := c.ShouldRateLimit(context.Background(), req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), want) {
 			t.Errorf("%s: got %v, want INVALID_ARGUMENT saying %q", mode, err, want)
@@ -192,7 +161,7 @@ func TestRecvDeadlineClosesSilentStreams(t *testing.T) {
 	const d = time.Second
 	store := &countingStore{delay: 3 * d}
 	addr, _ := serveFull(t, store, Options{}, RecvDeadline(d)...)
-	conn := dial(t, addr)
+	conn := testservers.DialGRPC(t, addr)
 
 	var streams []grpc.ClientStream
 	for range 20 {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +12,11 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
 	"github.com/envoy-rls/envoy-rls/pkg/stores/memory"
@@ -55,33 +54,26 @@ func serveRules(t *testing.T, yaml string, opts Options) (rlsv3.RateLimitService
 
 func serveWith(t *testing.T, yaml string, store limiter.Store, opts Options) (rlsv3.RateLimitServiceClient, *Service, *grpc.ClientConn) {
 	t.Helper()
+	svc := newService(t, yaml, store, opts)
+	conn := testservers.DialGRPC(t, testservers.ServeGRPC(t, svc.Register))
+	return rlsv3.NewRateLimitServiceClient(conn), svc, conn
+}
+
+// newService builds a Service with opts for yaml's rules on store.
+func newService(t testing.TB, yaml string, store limiter.Store, opts Options) *Service {
+	t.Helper()
 	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(yaml)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limiter.New(cfg, limiter.Options{Store: store})
-	if err != nil {
+	if opts.Limiter, err = limiter.New(cfg, limiter.Options{Store: store}); err != nil {
 		t.Fatal(err)
 	}
-	opts.Limiter = lim
 	svc, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	svc.Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return rlsv3.NewRateLimitServiceClient(conn), svc, conn
+	return svc
 }
 
 func desc(kv ...string) *rlcommon.RateLimitDescriptor {
@@ -213,25 +205,8 @@ func (panicStore) Apply(context.Context, int64, []limiter.Op, []strategies.Decis
 }
 
 func TestPanicInHandlerFailsOnlyThatCall(t *testing.T) {
-	cfg, err := descriptors.Parse(map[string][]byte{"r.yaml": []byte(rules)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, _ := limiter.New(cfg, limiter.Options{Store: panicStore{}})
-	svc, _ := New(Options{Limiter: lim})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(svc.GRPCOptions()...)
-	svc.Register(g)
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	svc := newService(t, rules, panicStore{}, Options{})
+	conn := testservers.DialGRPC(t, testservers.ServeGRPC(t, svc.Register, svc.GRPCOptions()...))
 	c := rlsv3.NewRateLimitServiceClient(conn)
 	for i := 0; i < 2; i++ {
 		_, err := c.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}})

@@ -89,7 +89,7 @@ func MemcachedWith(h Harness, opts MemcachedOptions) *MemcachedServer {
 			return s
 		}
 	}
-	h.Fatalf("testservers: memcached: %v", lastErr)
+	h.Fatalf("%v", lastErr)
 	return nil
 }
 

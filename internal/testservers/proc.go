@@ -1,15 +1,16 @@
 package testservers
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
 	"time"
 )
 
-// proc is one server process that a test can stop and start again with
-// the same command line. It is safe for concurrent use.
+// proc is one store server process (redis-server, memcached) that a test
+// can stop and start again with the same command line: a Process at a
+// time. It is safe for concurrent use.
 type proc struct {
 	// what names the server in errors, e.g. "redis-server on 127.0.0.1:6379".
 	what string
@@ -21,19 +22,18 @@ type proc struct {
 	detail  func() string
 	timeout time.Duration
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	mu sync.Mutex
+	p  *Process // nil while stopped
 }
 
 // pid returns the process id of the running process, 0 when stopped.
 func (p *proc) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.p == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.p.Pid()
 }
 
 // start launches the process and waits until ready answers. Start on a
@@ -41,81 +41,49 @@ func (p *proc) pid() int {
 func (p *proc) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil {
+	if p.p != nil {
 		return nil
 	}
-	cmd := exec.Command(p.bin, p.args...)
-	out := new(LockedBuffer)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.bin, err)
+	started, err := StartProcess(context.Background(), ProcessOptions{
+		Name:         p.what,
+		Binary:       p.bin,
+		Args:         p.args,
+		Ready:        func(context.Context) error { return p.ready() },
+		StartTimeout: p.timeout,
+		Detail:       p.detail,
+	})
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // the exit status of a killed server is expected
-		close(exited)
-	}()
-	more := func() string {
-		if p.detail == nil {
-			return ""
-		}
-		return p.detail()
-	}
-	deadline := time.Now().Add(p.timeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("%s exited at start: %s%s", p.what, out.String(), more())
-		default:
-		}
-		err := p.ready()
-		if err == nil {
-			p.cmd, p.exited = cmd, exited
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("%s did not answer within %s (%v): %s%s", p.what, p.timeout, err, out.String(), more())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.p = started
+	return nil
 }
 
-// stop kills the process and waits for it to exit; stop on a stopped
-// process does nothing.
+// stop kills the process, as a crash would, and waits for it to exit;
+// stop on a stopped process does nothing.
 func (p *proc) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if p.p == nil {
 		return
 	}
-	_ = p.cmd.Process.Kill() // fails only when it has exited already
-	<-p.exited
-	p.cmd, p.exited = nil, nil
+	p.p.Kill()
+	p.p = nil
 }
 
 // running reports whether the process is running.
 func (p *proc) running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
+	return p.p != nil && !p.p.Exited()
 }
 
 // signal sends sig to the running process.
 func (p *proc) signal(sig os.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if p.p == nil {
 		return fmt.Errorf("%s: %v on a stopped server", p.what, sig)
 	}
-	return p.cmd.Process.Signal(sig)
+	return p.p.Signal(sig)
 }

@@ -1,7 +1,6 @@
 package testservers
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -102,7 +100,7 @@ func startRedis(h Harness, name string, files *TLSFiles, extra func(s *Server) [
 			return s
 		}
 	}
-	h.Fatalf("testservers: %s: %v", name, lastErr)
+	h.Fatalf("%v", lastErr)
 	return nil
 }
 
@@ -221,6 +219,10 @@ func (s *Server) Start() {
 		s.h.Fatalf("testservers: restart redis on %s: %v", s.Addr, err)
 	}
 }
+
+// Pid returns the process id of the running redis-server (0 when
+// stopped), so that a benchmark can read its CPU time from /proc.
+func (s *Server) Pid() int { return s.p.pid() }
 
 // Running reports whether the server process is running.
 func (s *Server) Running() bool { return s.p.running() }
@@ -410,7 +412,7 @@ func RedisSentinel(h Harness) *Sentinel {
 		}
 		return sn
 	}
-	h.Fatalf("testservers: redis sentinel: %v", lastErr)
+	h.Fatalf("%v", lastErr)
 	return nil
 }
 
@@ -476,24 +478,4 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	return port, nil
-}
-
-// LockedBuffer is a bytes.Buffer safe for the concurrent writes of a
-// process's stdout and stderr while a test reads it. The zero value is
-// an empty buffer.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *LockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *LockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

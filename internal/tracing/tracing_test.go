@@ -3,7 +3,6 @@ package tracing_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -13,12 +12,12 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/envoy-rls/envoy-rls/internal/server"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
+	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/internal/tracing"
 	"github.com/envoy-rls/envoy-rls/internal/tracing/otlptest"
 	"github.com/envoy-rls/envoy-rls/pkg/descriptors"
@@ -59,21 +58,7 @@ func serve(t *testing.T, tr *tracing.Tracer, store limiter.Store) *grpc.ClientCo
 		t.Fatal(err)
 	}
 	svc.SetServing(true)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(append(svc.GRPCOptions(), tr.ServerOptions()...)...)
-	svc.Register(g)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Serve(lis) }()
-	t.Cleanup(func() { g.Stop(); <-done })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return testservers.DialGRPC(t, testservers.ServeGRPC(t, svc.Register, append(svc.GRPCOptions(), tr.ServerOptions()...)...))
 }
 
 func newTracer(t *testing.T, cfg settings.Tracing, env map[string]string) *tracing.Tracer {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -215,7 +213,7 @@ func (c *Case) run(t *testing.T, storeFlags []string) int {
 	args := append([]string{"--config", dir}, storeFlags...)
 	p := start(t, append(args, c.Flags...))
 	waitForWindow(c.Window)
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +240,7 @@ func (c *Case) run(t *testing.T, storeFlags []string) int {
 				}
 			}
 		case len(s.Metrics) > 0:
-			got := testservers.ScrapeMetrics(t, p.httpAddr)
+			got := testservers.ScrapeMetrics(t, p.HTTPAddr)
 			for series, want := range s.Metrics {
 				if got[series] != want {
 					t.Errorf("%s: %s = %v, want %v", where, series, got[series], want)
@@ -408,68 +406,13 @@ func waitForWindow(unit string) {
 	}
 }
 
-// proc is a running `envoy-rls serve`.
-type proc struct {
-	grpcAddr, httpAddr string
-}
-
 // start runs `envoy-rls serve` with args on free loopback ports and
-// waits until its health is SERVING; the process is killed when t ends.
-func start(t *testing.T, args []string) *proc {
+// waits until its health is SERVING; it is stopped when t ends, and its
+// output is logged if t failed.
+func start(t *testing.T, args []string) *testservers.Service {
 	t.Helper()
-	p := &proc{grpcAddr: freeAddr(t), httpAddr: freeAddr(t)}
 	// A generous store timeout: the machine may be busy, and timeouts are
 	// not what these cases are about.
-	all := append([]string{"serve", "--grpc-addr", p.grpcAddr, "--http-addr", p.httpAddr, "--debug-addr", "", "--log-format", "console", "--log-level", "warn",
-		"--store-timeout", "5s"}, args...)
-	cmd := exec.Command(binary, all...)
-	var out testservers.LockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("envoy-rls %s output:\n%s", strings.Join(all, " "), out.String())
-		}
-	})
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
-			return p
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("envoy-rls exited before serving: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("envoy-rls not SERVING after 30s (last: %v, %v)", r, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	all := append([]string{"--log-format", "console", "--log-level", "warn", "--store-timeout", "5s"}, args...)
+	return testservers.Serve(t, testservers.ServeOptions{Binary: binary, Args: all})
 }
