@@ -76,9 +76,9 @@ func (l *listeners) close() {
 }
 
 // grpcOptions builds the gRPC server's transport options: TLS (reloaded
-// when the files change), keepalive, connection age, message size, the
-// streams of one connection and how long a stream may wait for its
-// request.
+// when the files change), keepalive, connection age, message size and
+// the streams of one connection. (How long a stream may wait for its
+// request is newServers' server.RecvGuard, on the listener too.)
 func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error) {
 	opts := append([]grpc.ServerOption(nil),
 		// The transport's backstop; the service refuses requests above
@@ -93,7 +93,6 @@ func grpcOptions(s settings.Serve, log *zap.Logger) ([]grpc.ServerOption, error)
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(uint32(s.Input.GRPCMaxConcurrentStreams)),
 	)
-	opts = append(opts, server.RecvDeadline(s.Input.GRPCRecvTimeout)...)
 	if s.GRPCTLSCert != "" {
 		tf, err := tlsfiles.NewServer(tlsfiles.Files{CertFile: s.GRPCTLSCert, KeyFile: s.GRPCTLSKey, ClientCAFile: s.GRPCTLSClientCA},
 			func(err error) {

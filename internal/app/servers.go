@@ -42,6 +42,9 @@ func newServers(s settings.Serve, lis *listeners, lim *limiter.Limiter, store *s
 	if err != nil {
 		return nil, err
 	}
+	rg := server.NewRecvGuard(s.Input.GRPCRecvTimeout)
+	gopts = append(gopts, rg.Options()...)
+	lis.grpc = rg.Listener(lis.grpc)
 	svc, err := server.New(server.Options{
 		Limiter: lim,
 		Logger:  log,

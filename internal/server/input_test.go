@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -153,19 +154,25 @@ func TestOverflowingOverrideIsInvalidArgument(t *testing.T) {
 	}
 }
 
+// serveGuarded serves rules on store behind the receive guard g.
+func serveGuarded(t testing.TB, store limiter.Store, g *RecvGuard) string {
+	svc := newService(t, rules, store, Options{})
+	return testservers.ServeGRPCOn(t, g.Listener, svc.Register, append(svc.GRPCOptions(), g.Options()...)...)
+}
+
 // TestRecvDeadlineClosesSilentStreams opens streams that never send their
-// request: the server closes each after the deadline (CANCELLED, as gRPC
-// answers a failed receive), while a call whose handler takes longer than the deadline
-// still succeeds (the deadline covers receiving only).
+// request: the server closes their connection after the deadline, while
+// a call on another connection whose handler takes longer than the
+// deadline still succeeds (the deadline covers receiving only).
 func TestRecvDeadlineClosesSilentStreams(t *testing.T) {
 	const d = time.Second
-	store := &countingStore{delay: 3 * d}
-	addr, _ := serveFull(t, store, Options{}, RecvDeadline(d)...)
-	conn := testservers.DialGRPC(t, addr)
+	g := NewRecvGuard(d)
+	addr := serveGuarded(t, &countingStore{delay: 3 * d}, g)
+	silent := testservers.DialGRPC(t, addr)
 
 	var streams []grpc.ClientStream
 	for range 20 {
-		st, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName)
+		st, err := silent.NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,17 +180,20 @@ func TestRecvDeadlineClosesSilentStreams(t *testing.T) {
 	}
 	slow := make(chan error, 1)
 	go func() {
-		c := rlsv3.NewRateLimitServiceClient(conn)
+		c := rlsv3.NewRateLimitServiceClient(testservers.DialGRPC(t, addr))
 		_, err := c.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*rlcommon.RateLimitDescriptor{desc("k", "v")}})
 		slow <- err
 	}()
 	for i, st := range streams {
-		// RecvMsg returns once the server closes the stream.
+		// RecvMsg returns once the server closes the connection.
 		var resp rlsv3.RateLimitResponse
 		err := st.RecvMsg(&resp)
-		if status.Code(err) != codes.Canceled {
-			t.Errorf("stream %d: got %v, want CANCELLED", i, err)
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("stream %d: got %v, want UNAVAILABLE (connection closed)", i, err)
 		}
+	}
+	if n := g.Closed(); n != 1 {
+		t.Errorf("the guard closed %d connections, want 1", n)
 	}
 	if err := <-slow; err != nil {
 		t.Errorf("a call whose handler outlasts the receive deadline: %v", err)
@@ -192,8 +202,17 @@ func TestRecvDeadlineClosesSilentStreams(t *testing.T) {
 
 // TestRecvDeadlineOff keeps the server as gRPC makes it.
 func TestRecvDeadlineOff(t *testing.T) {
-	if opts := RecvDeadline(0); opts != nil {
-		t.Errorf("RecvDeadline(0) = %d options, want none", len(opts))
+	g := NewRecvGuard(0)
+	if opts := g.Options(); opts != nil {
+		t.Errorf("NewRecvGuard(0).Options() = %d options, want none", len(opts))
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	if g.Listener(lis) != lis {
+		t.Error("NewRecvGuard(0).Listener wraps the listener")
 	}
 }
 
@@ -210,7 +229,8 @@ func BenchmarkRecvDeadline(b *testing.B) {
 			defer store.Close()
 			lim, _ := limiter.New(cfg, limiter.Options{Store: store})
 			svc, _ := New(Options{Limiter: lim})
-			benchServer(b, append(svc.GRPCOptions(), RecvDeadline(d)...), svc.Register, 1)
+			g := NewRecvGuard(d)
+			benchServer(b, append(svc.GRPCOptions(), g.Options()...), svc.Register, 1)
 		})
 	}
 }

@@ -40,7 +40,7 @@ const DefaultConfigMaxBytes = 2 << 20
 func inputFlags(fs *flag.FlagSet, in *Input) {
 	fs.Int64Var(&in.ConfigMaxBytes, "config-max-bytes", DefaultConfigMaxBytes, "largest config in bytes, all files of a directory together; a larger one is refused at start and on reload")
 	fs.UintVar(&in.GRPCMaxConcurrentStreams, "grpc-max-concurrent-streams", 1000, "gRPC: most concurrent calls on one connection; a client waits for a free one beyond it")
-	fs.DurationVar(&in.GRPCRecvTimeout, "grpc-recv-timeout", 10*time.Second, "gRPC: how long a call may take to send its request after opening its stream before it is closed (0: no bound)")
+	fs.DurationVar(&in.GRPCRecvTimeout, "grpc-recv-timeout", 10*time.Second, "gRPC: how long a call may take to send its request after opening its stream before its connection is closed (0: no bound)")
 	fs.DurationVar(&in.HTTPReadTimeout, "http-read-timeout", 10*time.Second, "HTTP and debug servers: the longest reading one request (headers and body) may take")
 	fs.DurationVar(&in.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "HTTP server: the longest from the end of reading a request to the end of its answer")
 	fs.DurationVar(&in.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "HTTP and debug servers: how long an idle keep-alive connection stays open")

@@ -12,10 +12,18 @@ import (
 // stops, and its Serve goroutine is waited for, when h is done.
 func ServeGRPC(h Harness, register func(*grpc.Server), opts ...grpc.ServerOption) string {
 	h.Helper()
+	return ServeGRPCOn(h, func(l net.Listener) net.Listener { return l }, register, opts...)
+}
+
+// ServeGRPCOn is ServeGRPC on the listener wrap returns for a fresh
+// loopback listener.
+func ServeGRPCOn(h Harness, wrap func(net.Listener) net.Listener, register func(*grpc.Server), opts ...grpc.ServerOption) string {
+	h.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		h.Fatalf("testservers: gRPC listener: %v", err)
 	}
+	lis = wrap(lis)
 	g := grpc.NewServer(opts...)
 	register(g)
 	done := make(chan struct{})
