@@ -227,6 +227,10 @@ type counters struct {
 
 	own  []limiter.Op // the memory of ops when they are a copy
 	sbuf []int64      // the memory of starts
+
+	// keyOf and staged are the native path's arguments of limiter.Stage.
+	keyOf  []int
+	staged []limiter.Staged
 }
 
 // release returns cs to s.forms, keeping no key strings alive.

@@ -27,28 +27,22 @@ func (s *Store) applyNative(ctx context.Context, cs *counters, out []strategies.
 		}
 		return err
 	}
-	veto := false
+	// The keys are distinct: op i is key i, whose state before the call
+	// is its window and the count before the INCRBY. limiter.Stage
+	// decides the call as every store does (all or nothing).
+	cs.keyOf, cs.staged = cs.keyOf[:0], cs.staged[:0]
 	for i := range cs.ops {
-		op := &cs.ops[i]
-		prev := max(c.counts[i]-c.delta[i], 0)
-		c.counts[i] = prev
-		_, out[i] = op.Strategy.Step(strategies.State{A: cs.starts[i], B: prev}, cs.now, op.Limit, op.Hits)
-		if limiter.Vetoes(op, &out[i]) {
-			veto = true
-		}
+		cs.keyOf = append(cs.keyOf, i)
+		cs.staged = append(cs.staged, limiter.Staged{Orig: strategies.State{A: cs.starts[i], B: max(c.counts[i]-c.delta[i], 0)}})
 	}
+	veto := limiter.Stage(cs.now, cs.ops, cs.keyOf, cs.staged, out)
 	var back []int64 // per op, the hits to give back (≤ 0); nil: none
 	for i := range cs.ops {
-		op := &cs.ops[i]
 		if h := c.delta[i]; h > 0 && (veto || !out[i].Allowed) {
 			if back == nil {
 				back = make([]int64, len(cs.ops))
 			}
 			back[i] = -h
-		}
-		if veto && op.Hits > 0 && out[i].Allowed {
-			// All or nothing: an admitted op reports a check.
-			_, out[i] = op.Strategy.Step(strategies.State{A: cs.starts[i], B: c.counts[i]}, cs.now, op.Limit, 0)
 		}
 	}
 	s.putCall(c)
