@@ -152,8 +152,9 @@ func (g *RecvGuard) sweep() {
 			continue // the stream ended (the client reset it, or its connection closed)
 		}
 		if p, ok := peer.FromContext(c); ok {
-			if a, ok := p.Addr.(guardedAddr); ok && a.conn.Close() == nil {
-				g.closed.Add(1)
+			if a, ok := p.Addr.(guardedAddr); ok && a.conn.closing.CompareAndSwap(false, true) {
+				g.closed.Add(1) // before Close, whose effect the client may see at once
+				a.conn.Conn.Close()
 			}
 		}
 	}
@@ -178,16 +179,19 @@ func (l guardedListener) Accept() (net.Conn, error) {
 // guardedConn is an accepted connection whose remote address leads back
 // to it. (gRPC sets TCP_USER_TIMEOUT only on a *net.TCPConn, so it no
 // longer does on these; its keepalive pings still find a dead peer.)
-type guardedConn struct{ net.Conn }
+type guardedConn struct {
+	net.Conn
+	closing atomic.Bool // the guard closes it
+}
 
 func (c *guardedConn) RemoteAddr() net.Addr {
-	return guardedAddr{Addr: c.Conn.RemoteAddr(), conn: c.Conn}
+	return guardedAddr{Addr: c.Conn.RemoteAddr(), conn: c}
 }
 
 // guardedAddr is a connection's remote address, and the connection.
 type guardedAddr struct {
 	net.Addr
-	conn net.Conn
+	conn *guardedConn
 }
 
 // disarmRecv stops the receive deadline of the call of ctx, if it has
