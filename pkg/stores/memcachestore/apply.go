@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -120,7 +121,7 @@ func (a *applier) reset(s *Store, ctx context.Context, now int64, ops []limiter.
 				k.local = true
 			default:
 				k.period = op.Limit.Period
-				k.start = windowStart(now, k.period)
+				k.start = window.Start(now, k.period)
 				k.mkey = windowKey(op.Key, k.start)
 			}
 		}

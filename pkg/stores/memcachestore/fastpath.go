@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strconv"
-	"sync/atomic"
 
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -39,58 +38,11 @@ func isFixedWindow(s strategies.Strategy) bool {
 	return false
 }
 
-// maxScanWindows bounds how many windows a request whose clock went back
-// reads to find the latest window of its key holding hits (see
-// applier.locate). A clock that went back further counts in the window
-// of its own now.
-const maxScanWindows = 32
-
-// windowStart returns the start of the window of period w holding at.
-func windowStart(at, w int64) int64 {
-	m := at % w
-	if m < 0 {
-		m += w
-	}
-	return at - m
-}
-
-// highWater remembers, per stripe of keys, the latest now at which a
-// fixed_window op was admitted, so that a call whose now lies in an
-// earlier window knows it must look for a later window holding hits.
-// It is safe for concurrent use.
-type highWater struct {
-	seed  maphash.Seed
-	marks [lockStripes]atomic.Int64
-}
-
-func newHighWater() *highWater {
-	h := &highWater{seed: maphash.MakeSeed()}
-	for i := range h.marks {
-		h.marks[i].Store(math.MinInt64)
-	}
-	return h
-}
-
-func (h *highWater) mark(key string) *atomic.Int64 {
-	return &h.marks[maphash.String(h.seed, key)%lockStripes]
-}
-
-// raise records now for key.
-func (h *highWater) raise(key string, now int64) {
-	m := h.mark(key)
-	for {
-		old := m.Load()
-		if old >= now || m.CompareAndSwap(old, now) {
-			return
-		}
-	}
-}
-
 // locate moves each counter of the call to the latest later window of
 // its key holding hits when the clock of this call went back behind an
 // admitted op of the key's stripe: Step counts a request whose now lies
 // before the window it has seen in that window. It reads at most
-// maxScanWindows+1 windows per counter, all in one phase.
+// window.MaxScan+1 windows per counter, all in one phase.
 func (a *applier) locate() error {
 	a.startPhase()
 	for ki := range a.keys {
@@ -98,16 +50,16 @@ func (a *applier) locate() error {
 		if !k.fast || k.local {
 			continue
 		}
-		hw := a.s.high.mark(k.key).Load()
+		hw := a.s.high.Latest(k.key)
 		if hw == math.MinInt64 {
 			continue
 		}
-		last := windowStart(hw, k.period)
+		last := window.Start(hw, k.period)
 		if last <= k.start {
 			continue
 		}
 		n := (uint64(last) - uint64(k.start)) / uint64(k.period)
-		if n > maxScanWindows {
+		if n > window.MaxScan {
 			continue
 		}
 		for i := uint64(1); i <= n; i++ {
@@ -138,7 +90,7 @@ func (a *applier) locate() error {
 		}
 		if n > 0 {
 			k.mkey = c.key
-			k.start = windowStart(a.now, k.period) + int64(a.cmdIndexInKey(ci))*k.period
+			k.start = window.Start(a.now, k.period) + int64(a.cmdIndexInKey(ci))*k.period
 		}
 	}
 	return errors.Join(errs...)
@@ -159,7 +111,7 @@ func (a *applier) cmdIndexInKey(ci int) int {
 func (a *applier) raiseHighWater() {
 	for i := range a.ops {
 		if k := &a.keys[a.keyOf[i]]; k.fast && !k.local && a.consumed[i] {
-			a.s.high.raise(k.key, a.now)
+			a.s.high.Raise(k.key, a.now)
 		}
 	}
 }

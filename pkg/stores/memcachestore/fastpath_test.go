@@ -11,6 +11,7 @@ import (
 
 	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies/strategytest"
 )
@@ -126,7 +127,7 @@ func TestFixedWindowMalformedCounter(t *testing.T) {
 	now := strategytest.T0
 	mc := memcache.New(srv.Addr)
 	defer mc.Close()
-	if err := mc.Set(&memcache.Item{Key: windowKey(key, windowStart(now, lim.Period)), Value: []byte("not a number")}); err != nil {
+	if err := mc.Set(&memcache.Item{Key: windowKey(key, window.Start(now, lim.Period)), Value: []byte("not a number")}); err != nil {
 		t.Fatal(err)
 	}
 	for _, hits := range []int64{1, 0, -1} {

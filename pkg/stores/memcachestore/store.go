@@ -71,6 +71,7 @@ import (
 	"time"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -124,7 +125,7 @@ type Store struct {
 	timeout    time.Duration
 	maxRetries int
 	locks      *keyLocks
-	high       *highWater
+	high       *window.HighWater
 	closed     atomic.Bool
 	pool       sync.Pool // *applier
 	// stop ends the flushers (Close); flushers counts them.
@@ -166,7 +167,7 @@ func New(opts Options) (*Store, error) {
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultMaxRetries
 	}
-	s := &Store{timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks(), high: newHighWater(), stop: make(chan struct{})}
+	s := &Store{timeout: opts.Timeout, maxRetries: opts.MaxRetries, locks: newKeyLocks(), high: window.NewHighWater(), stop: make(chan struct{})}
 	s.servers = newServers(addrs, opts.Connections, max(opts.Timeout/2, time.Millisecond), s.stop, &s.flushers)
 	s.pool.New = func() any { return new(applier) }
 	return s, nil

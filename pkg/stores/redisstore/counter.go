@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -86,15 +86,6 @@ func isFixedWindow(s strategies.Strategy) bool {
 		return true
 	}
 	return false
-}
-
-// windowStart returns the start of the window of period w holding at.
-func windowStart(at, w int64) int64 {
-	m := at % w
-	if m < 0 {
-		m += w
-	}
-	return at - m
 }
 
 // clockRefresh is how often the estimate of the server's clock reads the
@@ -172,47 +163,6 @@ func (s *Store) readTime(ctx context.Context) (*clockSample, error) {
 	return &clockSample{server: cmd.Val().UnixMicro(), local: t0.Add(t1.Sub(t0) / 2)}, nil
 }
 
-// highStripes is the number of stripes of highWater.
-const highStripes = 1024
-
-// highWater remembers, per stripe of keys, the latest now at which a
-// fixed_window op was admitted, so that a call whose now lies in an
-// earlier window (a caller's clock that went back, with ClientTime) knows
-// to look for a later window of its key holding hits, which Step counts
-// it in. It is safe for concurrent use.
-type highWater struct {
-	seed  maphash.Seed
-	marks [highStripes]atomic.Int64
-}
-
-func newHighWater() *highWater {
-	h := &highWater{seed: maphash.MakeSeed()}
-	for i := range h.marks {
-		h.marks[i].Store(math.MinInt64)
-	}
-	return h
-}
-
-func (h *highWater) mark(key string) *atomic.Int64 {
-	return &h.marks[maphash.String(h.seed, key)%highStripes]
-}
-
-// raise records now for key.
-func (h *highWater) raise(key string, now int64) {
-	m := h.mark(key)
-	for {
-		old := m.Load()
-		if old >= now || m.CompareAndSwap(old, now) {
-			return
-		}
-	}
-}
-
-// maxScanWindows bounds how many windows a call whose clock went back
-// reads to find the latest window of its key holding hits. A clock that
-// went back further counts in the window of its own now.
-const maxScanWindows = 32
-
 // counters is the form of an Apply call that the store sends: its ops
 // with every fixed_window op's key replaced by its counter's, the window
 // start of each op (0 for other strategies), and the call's now (−1: the
@@ -289,7 +239,7 @@ func (s *Store) prepare(ctx context.Context, now int64, ops []limiter.Op) (*coun
 			s.release(cs)
 			return nil, fmt.Errorf("redisstore: op %d (key %q): fixed_window period %d is not positive", i, op.Key, op.Limit.Period)
 		}
-		start := windowStart(cs.now, op.Limit.Period)
+		start := window.Start(cs.now, op.Limit.Period)
 		if s.clientTime {
 			var err error
 			if start, err = s.locate(ctx, op.Key, op.Limit.Period, start); err != nil {
@@ -312,18 +262,18 @@ func (s *Store) prepare(ctx context.Context, now int64, ops []limiter.Op) (*coun
 // in: start, the window of the call's now, unless the caller's clock went back behind an
 // admitted op of the key's stripe of s.high, in which case it is the
 // latest later window of key whose counter holds hits (at most
-// maxScanWindows later), read in one pipeline of GETs.
+// window.MaxScan later), read in one pipeline of GETs.
 func (s *Store) locate(ctx context.Context, key string, w, start int64) (int64, error) {
-	hw := s.high.mark(key).Load()
+	hw := s.high.Latest(key)
 	if hw == math.MinInt64 {
 		return start, nil
 	}
-	last := windowStart(hw, w)
+	last := window.Start(hw, w)
 	if last <= start {
 		return start, nil
 	}
 	n := (uint64(last) - uint64(start)) / uint64(w)
-	if n > maxScanWindows {
+	if n > window.MaxScan {
 		return start, nil
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/envoy-rls/envoy-rls/internal/testservers"
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -79,7 +80,7 @@ func TestCounterSharedByBothPaths(t *testing.T) {
 	if d := mustApply(t, s, now0+4, fw)[0]; d.Remaining != 1 {
 		t.Fatalf("native check: %+v, want Remaining 1", d)
 	}
-	key := counterKey("both:fw", windowStart(now0, strategies.Hour))
+	key := counterKey("both:fw", window.Start(now0, strategies.Hour))
 	v, err := srv.Do("GET", key)
 	if err != nil || v != "4" {
 		t.Fatalf("GET %q = %v, %v; want the counter 4", key, v, err)
@@ -152,7 +153,7 @@ func TestMalformedCounter(t *testing.T) {
 	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: testTimeout})
 	defer s.Close()
 	lim := strategies.Limit{Requests: 3, Period: strategies.Hour}
-	key := counterKey("bad", windowStart(now0, strategies.Hour))
+	key := counterKey("bad", window.Start(now0, strategies.Hour))
 	if _, err := srv.Do("SET", key, "not a number"); err != nil {
 		t.Fatalf("SET: %v", err)
 	}
@@ -194,14 +195,14 @@ func TestServerClockEstimate(t *testing.T) {
 	lim := strategies.Limit{Requests: 10, Period: strategies.Week}
 	o := mkOp(t, "estimate", "fixed_window", lim, 1)
 	mustApply(t, s, 0, o)
-	key := counterKey("estimate", windowStart(b, strategies.Week))
+	key := counterKey("estimate", window.Start(b, strategies.Week))
 	v, err := srv.Do("GET", key)
 	if err != nil {
 		t.Fatalf("GET %q: %v", key, err)
 	}
 	if n, _ := strconv.ParseInt(stringOf(v), 10, 64); n != 1 {
 		// The week may have turned between the estimate and the call.
-		next := counterKey("estimate", windowStart(b, strategies.Week)+strategies.Week)
+		next := counterKey("estimate", window.Start(b, strategies.Week)+strategies.Week)
 		if w, _ := srv.Do("GET", next); stringOf(w) != "1" {
 			t.Fatalf("counter %q = %v, want 1", key, v)
 		}

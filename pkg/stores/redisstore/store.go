@@ -46,6 +46,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/envoy-rls/envoy-rls/pkg/limiter"
+	"github.com/envoy-rls/envoy-rls/pkg/stores/internal/window"
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
@@ -97,7 +98,7 @@ type Store struct {
 	clientTime bool
 	slackMs    int64 // ExpirySlack in whole milliseconds
 	clock      serverClock
-	high       *highWater // with clientTime: the fixed_window clock going back
+	high       *window.HighWater // with clientTime: the fixed_window clock going back
 
 	batch *batcher // nil when Apply calls are not batched
 	calls sync.Pool
@@ -151,7 +152,7 @@ func newStore(client rediser, opts Options) (*Store, error) {
 		ids:        sc.ids,
 		timeout:    timeout,
 		clientTime: opts.ClientTime,
-		high:       newHighWater(),
+		high:       window.NewHighWater(),
 		closed:     make(chan struct{}),
 	}
 	s.calls.New = func() any { return newCall() }
@@ -370,7 +371,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []limiter.Op, out []st
 	if err == nil && s.clientTime && cs.fixed {
 		for i := range ops {
 			if isFixedWindow(ops[i].Strategy) && ops[i].Hits > 0 && out[i].Allowed {
-				s.high.raise(ops[i].Key, cs.now)
+				s.high.Raise(ops[i].Key, cs.now)
 			}
 		}
 	}
