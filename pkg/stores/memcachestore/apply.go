@@ -207,6 +207,12 @@ func (a *applier) readAll() error {
 			a.addCmd(ki, cmd{op: cmdGet, key: k.mkey})
 		}
 	}
+	return a.execReads()
+}
+
+// execReads runs the phase's reads (incrs and gets) and records each
+// answer with readDone.
+func (a *applier) execReads() error {
 	a.s.exec(a.ctx, a.cmds, a.jobs)
 	var errs []error
 	for ci := range a.cmds {
@@ -373,14 +379,7 @@ func (a *applier) reread(kis []int) error {
 	for _, ki := range kis {
 		a.addCmd(ki, cmd{op: cmdGet, key: a.keys[ki].mkey})
 	}
-	a.s.exec(a.ctx, a.cmds, a.jobs)
-	var errs []error
-	for ci := range a.cmds {
-		if err := a.readDone(a.cmdKey[ci], &a.cmds[ci]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return a.execReads()
 }
 
 // unstage gives back, on every key the call wrote, the hits its ops
