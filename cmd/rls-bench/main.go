@@ -25,6 +25,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/envoy-rls/envoy-rls/internal/gctune"
+	"github.com/envoy-rls/envoy-rls/internal/settings"
 )
 
 const usage = `usage:
@@ -119,9 +122,11 @@ func cmdNoop(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("noop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8091", "gRPC listen address")
+	floor := fs.Int64("gc-heap-floor", settings.DefaultGCHeapFloor, "as envoy-rls serve's --gc-heap-floor (same default), so that the ceiling runs with the same garbage collector settings")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	gctune.Start(*floor)
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("rls-bench: noop: %w", err)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/envoy-rls/envoy-rls/internal/gctune"
 	"github.com/envoy-rls/envoy-rls/internal/server"
 	"github.com/envoy-rls/envoy-rls/internal/settings"
 	"github.com/envoy-rls/envoy-rls/internal/telemetry"
@@ -121,6 +122,9 @@ func connAge(d time.Duration) time.Duration {
 // and stops it: the config source (rules.go), the store stack
 // (stores.go) and the listeners with their servers (servers.go).
 func Run(ctx context.Context, s settings.Serve, log *zap.Logger) error {
+	if gc := gctune.Start(s.GCHeapFloor); gc.Reason != "" {
+		log.Info("garbage collector: heap floor not as requested", zap.Int64("requested", s.GCHeapFloor), zap.Int64("heap_floor", gc.Floor), zap.String("reason", gc.Reason))
+	}
 	m := telemetry.New(telemetry.Options{NearLimitRatio: s.NearLimitRatio, ReferenceMetrics: s.ReferenceMetrics})
 	src, err := newSource(s, log)
 	if err != nil {

@@ -16,11 +16,12 @@ func TestEnvironmentFillsWhatFlagsDoNotSet(t *testing.T) {
 		"ENVOY_RLS_STORE_TIMEOUT":  "40ms",
 		"ENVOY_RLS_SHADOW_MODE":    "true",
 		"ENVOY_RLS_REDIS_PASSWORD": "s3cret",
+		"ENVOY_RLS_GC_HEAP_FLOOR":  "0",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.GRPCAddr != ":9000" || s.HTTPAddr != ":9001" || s.StoreTimeout != 40*time.Millisecond || !s.ShadowMode || s.RedisPassword != "s3cret" {
+	if s.GRPCAddr != ":9000" || s.HTTPAddr != ":9001" || s.StoreTimeout != 40*time.Millisecond || !s.ShadowMode || s.RedisPassword != "s3cret" || s.GCHeapFloor != 0 {
 		t.Fatalf("%+v", s)
 	}
 	if s.Store != "memory" || s.FailureMode != "error" || s.DebugAddr != "127.0.0.1:6070" {
@@ -29,11 +30,11 @@ func TestEnvironmentFillsWhatFlagsDoNotSet(t *testing.T) {
 }
 
 func TestEveryProblemIsReported(t *testing.T) {
-	_, err := ParseServe([]string{"--store", "redis", "--redis-mode", "cluster", "--failure-mode", "maybe", "--near-limit-ratio", "2", "--grpc-tls-cert", "c.pem"}, env(map[string]string{"ENVOY_RLS_STORE_TIMEOUT": "soon"}), io.Discard)
+	_, err := ParseServe([]string{"--store", "redis", "--redis-mode", "cluster", "--failure-mode", "maybe", "--near-limit-ratio", "2", "--grpc-tls-cert", "c.pem", "--gc-heap-floor", "-1"}, env(map[string]string{"ENVOY_RLS_STORE_TIMEOUT": "soon"}), io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"ENVOY_RLS_STORE_TIMEOUT", "--config is required", "needs --redis-addrs", `--failure-mode "maybe"`, "--near-limit-ratio", "--grpc-tls-cert and --grpc-tls-key"} {
+	for _, want := range []string{"ENVOY_RLS_STORE_TIMEOUT", "--config is required", "needs --redis-addrs", `--failure-mode "maybe"`, "--near-limit-ratio", "--grpc-tls-cert and --grpc-tls-key", "--gc-heap-floor must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

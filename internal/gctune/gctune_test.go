@@ -1,0 +1,106 @@
+package gctune
+
+import (
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"testing"
+)
+
+func TestPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		floor, live, roots int64
+		want               int
+	}{
+		{64 * mib, 4 * mib, 0, 1500},      // goal = 4 + 4 × 15 MiB = the floor
+		{64 * mib, 4 * mib, 8 * mib, 500}, // stacks and globals count in the goal
+		{64 * mib, 32 * mib, 0, 100},      // twice the live heap reaches the floor: Go's default
+		{64 * mib, 200 * mib, 0, 100},     // far above the floor: Go's default
+		{64 * mib, 16 * mib, 0, 300},
+		{64 * mib, 1, 0, maxPercent}, // a tiny live heap: the bound
+		{64 * mib, 0, 0, maxPercent},
+		{1 << 62, 1, 1 << 40, maxPercent}, // no overflow
+	} {
+		if got := percentFor(c.floor, c.live, c.roots); got != c.want {
+			t.Errorf("percentFor(%d, %d, %d) = %d, want %d", c.floor, c.live, c.roots, got, c.want)
+		}
+	}
+}
+
+// gogc returns the GC percent in effect.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// waitPercent collects until the GC percent satisfies ok (the tuner runs
+// after a collection, on the runtime's cleanup goroutine), and fails the
+// test if it never does.
+func waitPercent(t *testing.T, what string, ok func(int) bool) {
+	t.Helper()
+	for range 1000 {
+		runtime.GC()
+		if p := gogc(); ok(p) {
+			return
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("GC percent %d after 1000 collections: want %s", gogc(), what)
+}
+
+// unsetGOGC clears GOGC for the test (t.Setenv restores it after).
+func unsetGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartFollowsTheLiveHeap(t *testing.T) {
+	unsetGOGC(t)
+	defer Start(0)
+	r := Start(256 << 20)
+	if r.Floor <= 0 {
+		t.Fatalf("Start(256 MiB) = %+v: no floor", r)
+	}
+	if r.Floor < 256<<20 && !strings.Contains(r.Reason, "memory limit") {
+		t.Fatalf("Start(256 MiB) = %+v: a smaller floor without a reason", r)
+	}
+	// A small live heap: the goal is the floor, far above GOGC=100.
+	waitPercent(t, "> 100 with a small live heap", func(p int) bool { return p > 100 })
+
+	// More than half the floor live: Go's default again.
+	ballast := make([]byte, r.Floor*3/4)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1
+	}
+	waitPercent(t, "100 with three quarters of the floor live", func(p int) bool { return p == 100 })
+	runtime.KeepAlive(ballast)
+	ballast = nil
+	_ = ballast
+	waitPercent(t, "> 100 once the heap is small again", func(p int) bool { return p > 100 })
+
+	// No floor: Go's default.
+	if r := Start(0); r.Floor != 0 {
+		t.Fatalf("Start(0) = %+v", r)
+	}
+	if p := gogc(); p != 100 {
+		t.Fatalf("GC percent %d after Start(0), want 100", p)
+	}
+}
+
+func TestStartLeavesGOGCAlone(t *testing.T) {
+	t.Setenv("GOGC", "150")
+	before := gogc()
+	r := Start(256 << 20)
+	if r.Floor != 0 || !strings.Contains(r.Reason, "GOGC=150") {
+		t.Fatalf("Start with GOGC=150 = %+v, want no floor and GOGC named", r)
+	}
+	runtime.GC()
+	if p := gogc(); p != before {
+		t.Fatalf("GC percent %d, was %d: Start changed it with GOGC set", p, before)
+	}
+}
