@@ -160,10 +160,14 @@ func percentFor(floor, live, roots int64) int {
 	return int(max(minPercent, min(p, maxPercent)))
 }
 
-// cgroupMemoryLimit returns the memory limit of the process's cgroup (v2,
-// then v1), if it has one.
+// cgroupFiles are where the memory limit of the process's cgroup is
+// read: cgroup v2, then v1.
+var cgroupFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// cgroupMemoryLimit returns the memory limit of the process's cgroup, if
+// it has one.
 func cgroupMemoryLimit() (int64, bool) {
-	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+	for _, path := range cgroupFiles {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			continue

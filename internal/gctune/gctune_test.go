@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -102,5 +103,46 @@ func TestStartLeavesGOGCAlone(t *testing.T) {
 	runtime.GC()
 	if p := gogc(); p != before {
 		t.Fatalf("GC percent %d, was %d: Start changed it with GOGC set", p, before)
+	}
+}
+
+func TestStartCapsTheFloorAtAQuarterOfTheMemoryLimit(t *testing.T) {
+	unsetGOGC(t)
+	defer Start(0)
+	dir := t.TempDir()
+	v2, v1 := filepath.Join(dir, "memory.max"), filepath.Join(dir, "memory.limit_in_bytes")
+	saved := cgroupFiles
+	cgroupFiles = []string{v2, v1}
+	defer func() { cgroupFiles = saved }()
+	write := func(path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No file: no limit.
+	if r := Start(32 << 20); r.Floor != 32<<20 || r.Reason != "" {
+		t.Fatalf("no cgroup files: %+v", r)
+	}
+	// cgroup v1 without a limit (a page-rounded huge number).
+	write(v1, "9223372036854771712\n")
+	if r := Start(32 << 20); r.Floor != 32<<20 {
+		t.Fatalf("v1 without a limit: %+v", r)
+	}
+	// cgroup v1 with a limit of 64 MiB: a floor of 16 MiB.
+	write(v1, "67108864\n")
+	if r := Start(32 << 20); r.Floor != 16<<20 || !strings.Contains(r.Reason, "67108864") {
+		t.Fatalf("v1 limit of 64 MiB: %+v", r)
+	}
+	// cgroup v2 comes first: "max" is no limit.
+	write(v2, "max\n")
+	if r := Start(32 << 20); r.Floor != 32<<20 {
+		t.Fatalf("v2 max: %+v", r)
+	}
+	// A limit whose quarter is above the floor leaves it alone.
+	write(v2, "268435456\n")
+	if r := Start(32 << 20); r.Floor != 32<<20 || r.Reason != "" {
+		t.Fatalf("v2 limit of 256 MiB: %+v", r)
 	}
 }
