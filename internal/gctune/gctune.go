@@ -55,9 +55,9 @@ var (
 
 // Start keeps the heap goal at least want bytes from now on: after every
 // collection it sets the GC percent so that the runtime's goal is about
-// want, or Go's default (GOGC=100) once that is larger. want ≤ 0 stops tuning (the
-// percent goes back to 100); so does GOGC set in the environment, which
-// the operator chose and is left alone. In a container the floor is
+// want, or Go's default (GOGC=100) once that is larger. want ≤ 0 stops
+// tuning (the percent goes back to 100). With GOGC set in the
+// environment, which the operator chose, Start changes nothing. In a container the floor is
 // capped at a quarter of the cgroup's memory limit, so that a small limit
 // still leaves room for the live heap's own growth. GOMEMLIMIT, when set,
 // still bounds the heap: the runtime collects earlier to stay under it.
