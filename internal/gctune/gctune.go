@@ -51,6 +51,7 @@ var (
 	// scanned: the runtime's heap goal is live + (live + stacks +
 	// globals) × GC percent / 100.
 	sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
+	goal   = []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
 )
 
 // Start keeps the heap goal at least want bytes from now on: after every
@@ -137,9 +138,23 @@ func retune() int {
 		}
 	}
 	p := percentFor(floor, live, roots)
-	if last == 0 || p < last*19/20 || p > last*21/20 {
-		debug.SetGCPercent(p)
-		last = p
+	if last != 0 && p >= last*19/20 && p <= last*21/20 {
+		return last
+	}
+	debug.SetGCPercent(p)
+	last = p
+	// The runtime's goal is not exactly the formula above (it came out
+	// 10–15 % higher in Go 1.26): scale the percent once by how far the
+	// goal it reports is from the floor.
+	if p > minPercent && p < maxPercent {
+		metrics.Read(goal)
+		if goal[0].Value.Kind() == metrics.KindUint64 {
+			if g := int64(goal[0].Value.Uint64()); g > live && (g < floor*19/20 || g > floor*21/20) {
+				q := int(max(minPercent, min(int64(p)*(floor-live)/(g-live), maxPercent)))
+				debug.SetGCPercent(q)
+				last = q
+			}
+		}
 	}
 	return last
 }

@@ -42,7 +42,7 @@ func orList(names []string) string {
 
 // DefaultGCHeapFloor is the default of --gc-heap-floor (32 MiB): under
 // load on the Redis store it saves about a tenth of the service's CPU per
-// request, for some 40 MB more resident memory (bench/notes.md).
+// request, for some 25–30 MB more resident memory (bench/notes.md).
 const DefaultGCHeapFloor = 32 << 20
 
 // Serve is the configuration of `envoy-rls serve`.
