@@ -229,24 +229,28 @@ func TestBatchServerRestartUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Each phase waits for what it needs to see (bounded at a minute, so
+	// that a machine busy with other work only makes it slower).
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				recovered.Store(true)
+				close(stop)
+				wg.Wait()
+				t.Fatalf("a minute without %s (%d calls succeeded, %d failed)", what, ok.Load(), failed.Load())
+			}
+		}
+	}
+	waitUntil("a call succeeding before the outage", func() bool { return ok.Load() > 0 })
 	srv.Stop()
-	time.Sleep(100 * time.Millisecond)
+	waitUntil("a call failing while the server was down", func() bool { return failed.Load() > 0 })
 	srv.Start() // a fresh server: no data, no function
 	before := ok.Load()
-	deadline := time.Now().Add(5 * time.Second)
-	for ok.Load() < before+100 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil("100 calls succeeding after the restart", func() bool { return ok.Load() >= before+100 })
 	recovered.Store(true)
 	close(stop)
 	wg.Wait()
-	if ok.Load() < before+100 {
-		t.Fatalf("%d calls succeeded after the restart within 5s, want 100", ok.Load()-before)
-	}
-	if failed.Load() == 0 {
-		t.Fatal("no call failed while the server was down")
-	}
 	t.Logf("%d calls succeeded, %d failed", ok.Load(), failed.Load())
 }
 
@@ -266,11 +270,11 @@ func TestBatchGoroutinesStop(t *testing.T) {
 	}
 	s := open(t, Options{URL: srv.URL(), Pipelines: 3, Timeout: testTimeout})
 	got := count()
-	for deadline := time.Now().Add(5 * time.Second); got != 3 && time.Now().Before(deadline); got = count() {
+	for deadline := time.Now().Add(time.Minute); got != 3 && time.Now().Before(deadline); got = count() {
 		time.Sleep(10 * time.Millisecond) // let the goroutines start
 	}
 	if got != 3 {
-		t.Fatalf("%d pipeline goroutines running, want 3", got)
+		t.Fatalf("%d pipeline goroutines running after a minute, want 3", got)
 	}
 	o := mkOp(t, "stop", "gcra", strategies.Limit{Requests: 10, Period: strategies.Second}, 1)
 	mustApply(t, s, now0, o)

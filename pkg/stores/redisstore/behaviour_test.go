@@ -392,11 +392,19 @@ func TestClusterRefundAcrossSlots(t *testing.T) {
 	if out[1].Allowed {
 		t.Fatalf("full key admitted: %+v", out[1])
 	}
-	for i, o := range []limiter.Op{a, b} {
+	checkVetoed(t, s, now0+1, 3, out, a, b)
+}
+
+// checkVetoed checks that ops, the first and last of a call of three ops
+// whose middle op vetoed it (decisions out), consumed nothing: a check
+// of each at now finds remaining left, and each reported that check.
+func checkVetoed(t *testing.T, s *Store, now, remaining int64, out []strategies.Decision, first, last limiter.Op) {
+	t.Helper()
+	for i, o := range []limiter.Op{first, last} {
 		o.Hits = 0
-		want := mustApply(t, s, now0+1, o)[0]
-		if want.Remaining != 3 {
-			t.Errorf("%s not refunded: check %+v", o.Key, want)
+		want := mustApply(t, s, now, o)[0]
+		if want.Remaining != remaining {
+			t.Errorf("%s consumed though the call was vetoed: check %+v", o.Key, want)
 		}
 		if got := out[2*i]; got != want {
 			t.Errorf("%s reported %+v, want the check %+v", o.Key, got, want)

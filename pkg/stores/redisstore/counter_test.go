@@ -124,16 +124,7 @@ func TestNativeAllOrNothing(t *testing.T) {
 			if out[1].Allowed || out[1].Remaining != 0 || out[1].RetryAfter <= 0 {
 				t.Fatalf("full key: %+v, want refused", out[1])
 			}
-			for i, o := range []limiter.Op{a, c} {
-				o.Hits = 0
-				want := mustApply(t, s, now0+1, o)[0]
-				if want.Remaining != 3 {
-					t.Errorf("%s consumed though the call was vetoed: check %+v", o.Key, want)
-				}
-				if got := out[2*i]; got != want {
-					t.Errorf("%s reported %+v, want the check %+v", o.Key, got, want)
-				}
-			}
+			checkVetoed(t, s, now0+1, 3, out, a, c)
 			blocked.Hits = 0
 			if d := mustApply(t, s, now0+1, blocked)[0]; d.Remaining != 0 {
 				t.Fatalf("full key after its refusal: %+v", d)
