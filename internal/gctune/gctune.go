@@ -37,16 +37,15 @@ const assumedLive = 2 << 20
 
 // Result says what Start did, for the log.
 type Result struct {
-	Floor   int64  // the floor in effect (0: none)
-	Percent int    // the GC percent set at start (0: unchanged)
-	Reason  string // why the floor is not the requested one, if it is not
+	Floor  int64  // the floor in effect (0: none)
+	Reason string // why the floor is not the requested one, if it is not
 }
 
 var (
 	mu    sync.Mutex // guards what follows
 	floor int64      // the floor in bytes; 0: not tuning
 	armed bool       // a collection will run retune
-	last  int        // the percent last set (0: none yet)
+	last  int        // percentFor's answer when the percent was last set (0: none yet)
 	// The live heap, and the stacks and globals the last collection
 	// scanned: the runtime's heap goal is live + (live + stacks +
 	// globals) × GC percent / 100.
@@ -91,7 +90,7 @@ func Start(want int64) Result {
 		armed = true
 		arm()
 	}
-	r.Percent = retune()
+	retune()
 	return r
 }
 
@@ -117,8 +116,8 @@ func afterGC(struct{}) {
 }
 
 // retune sets the GC percent from the floor and the live heap measured
-// by the last collection, and returns it. mu is held.
-func retune() int {
+// by the last collection. mu is held.
+func retune() {
 	metrics.Read(sample)
 	live, roots := int64(assumedLive), int64(0)
 	for i, smp := range sample {
@@ -139,7 +138,7 @@ func retune() int {
 	}
 	p := percentFor(floor, live, roots)
 	if last != 0 && p >= last*19/20 && p <= last*21/20 {
-		return last
+		return
 	}
 	debug.SetGCPercent(p)
 	last = p
@@ -152,11 +151,9 @@ func retune() int {
 			if g := int64(goal[0].Value.Uint64()); g > live && (g < floor*19/20 || g > floor*21/20) {
 				q := int(max(minPercent, min(int64(p)*(floor-live)/(g-live), maxPercent)))
 				debug.SetGCPercent(q)
-				last = q
 			}
 		}
 	}
-	return last
 }
 
 // percentFor returns the GC percent that puts the heap goal at floor
