@@ -15,8 +15,9 @@ const clockTicks = 100
 
 // CPUProbe names the processes whose CPU time a load run reads from
 // /proc before and after its measured part, to report CPU per request:
-// the rate-limit service under test and its store's servers. The zero
-// value reads nothing.
+// the rate-limit service under test and its store's servers. The load
+// generator's own process (this one) is read too. The zero value reads
+// nothing but this process.
 type CPUProbe struct {
 	Service []int // PIDs of the service (envoy-rls, the reference or the no-op server)
 	Store   []int // PIDs of the store's servers (redis-server nodes, memcached)
@@ -24,8 +25,8 @@ type CPUProbe struct {
 
 // cpuSample is the CPU time used so far by a probe's processes.
 type cpuSample struct {
-	service, store time.Duration
-	err            error
+	service, store, load time.Duration
+	err                  error
 }
 
 // sample reads the CPU time of p's processes.
@@ -34,6 +35,7 @@ func (p *CPUProbe) sample() cpuSample {
 	if p == nil {
 		return s
 	}
+	s.load, s.err = procCPU(os.Getpid())
 	for _, pid := range p.Service {
 		d, err := procCPU(pid)
 		s.service += d
@@ -78,13 +80,21 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// cpuPerRequest is the CPU microseconds per request of the service, its
+// store's servers and the load generator over a run's measured part.
+type cpuPerRequest struct{ service, store, load float64 }
+
 // perRequest returns the CPU microseconds per request of the difference
-// between two samples; both are 0 when a sample failed or no request was
+// between two samples; all are 0 when a sample failed or no request was
 // made.
-func perRequest(before, after cpuSample, requests uint64) (service, store float64) {
+func perRequest(before, after cpuSample, requests uint64) cpuPerRequest {
 	if before.err != nil || after.err != nil || requests == 0 {
-		return 0, 0
+		return cpuPerRequest{}
 	}
 	n := float64(requests)
-	return micros(after.service-before.service) / n, micros(after.store-before.store) / n
+	return cpuPerRequest{
+		service: micros(after.service-before.service) / n,
+		store:   micros(after.store-before.store) / n,
+		load:    micros(after.load-before.load) / n,
+	}
 }

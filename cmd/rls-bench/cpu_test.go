@@ -45,10 +45,16 @@ func TestProcCPUSelf(t *testing.T) {
 	_ = x
 	p := &CPUProbe{Service: []int{os.Getpid()}}
 	s := p.sample()
-	if s.err != nil || s.service <= 0 {
-		t.Fatalf("sample = %+v", s)
+	// The load generator's CPU (this process) is read before the
+	// service's (this process too), so it can only be the same or less.
+	if s.err != nil || s.service <= 0 || s.load <= 0 || s.load > s.service {
+		t.Fatalf("sample = %+v; want this process's CPU, positive, as the service's and the load generator's", s)
 	}
-	if svc, st := perRequest(cpuSample{}, cpuSample{service: 2 * time.Millisecond, store: time.Millisecond}, 1000); svc != 2 || st != 1 {
-		t.Fatalf("perRequest = %v, %v µs; want 2, 1", svc, st)
+	got := perRequest(cpuSample{}, cpuSample{service: 2 * time.Millisecond, store: time.Millisecond, load: 3 * time.Millisecond}, 1000)
+	if got != (cpuPerRequest{service: 2, store: 1, load: 3}) {
+		t.Fatalf("perRequest = %+v µs; want service 2, store 1, load 3", got)
+	}
+	if got := perRequest(cpuSample{err: os.ErrNotExist}, cpuSample{service: time.Second}, 1000); got != (cpuPerRequest{}) {
+		t.Fatalf("perRequest after a failed sample = %+v; want zeros", got)
 	}
 }

@@ -50,7 +50,8 @@ type LoadConfig struct {
 	// Seed makes the key draws reproducible.
 	Seed uint64
 	// Probe, when set, names the processes whose CPU time per request the
-	// run reports (Result.ServiceCPUUS and StoreCPUUS).
+	// run reports (Result.ServiceCPUUS and StoreCPUUS; LoadCPUUS, this
+	// process's, is read with them).
 	Probe *CPUProbe
 }
 
@@ -129,6 +130,9 @@ type Result struct {
 	// measured part, in microseconds per request; 0 when not probed.
 	ServiceCPUUS float64 `json:"service_cpu_us_per_req,omitempty"`
 	StoreCPUUS   float64 `json:"store_cpu_us_per_req,omitempty"`
+	// LoadCPUUS is the load generator's own CPU time per request (this
+	// process's, read with the probe's); 0 when not probed.
+	LoadCPUUS float64 `json:"load_cpu_us_per_req,omitempty"`
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -349,7 +353,8 @@ func runLoad(ctx context.Context, c LoadConfig, ks *KeySpace) (Result, error) {
 		}
 	}
 	r := newResult(c, &h, elapsed, ok, over, errs, first)
-	r.ServiceCPUUS, r.StoreCPUUS = perRequest(cpuBefore, cpuAfter, r.Requests)
+	cpu := perRequest(cpuBefore, cpuAfter, r.Requests)
+	r.ServiceCPUUS, r.StoreCPUUS, r.LoadCPUUS = cpu.service, cpu.store, cpu.load
 	return r, nil
 }
 

@@ -316,6 +316,7 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 		p("\n")
 	}
 	writeReferenceTable(p, rep)
+	writeBudgetTable(p, rep)
 	p("## Throughput against the ceiling\n\n![throughput ratio per store, descriptors and keys](%s)\n\n", svgPath)
 	p("## All cells\n\n")
 	p("CPU columns are microseconds of CPU time (user and system, from `/proc/PID/stat`) per request during the measured part: envoy-rls's own, its store's servers' (all nodes), and the no-op server's for the ceiling.\n\n")
@@ -387,6 +388,42 @@ func writeReferenceTable(p func(string, ...any), rep *Report) {
 		p("| %s | %d | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f (%.1f + %.1f) | %.1f (%.1f + %.1f) | %.2f |\n",
 			c.Store, c.Descriptors, shortCount(c.Cardinality), r.RPS, f.RPS, c.RefRatio(), r.P99US, f.P99US,
 			r.CPUPerDecision(), r.ServiceCPUUS, r.StoreCPUUS, f.CPUPerDecision(), f.ServiceCPUUS, f.StoreCPUUS, c.CPURatio())
+	}
+	p("\n")
+}
+
+// writeBudgetTable writes the section that splits each cell's CPU per
+// request between the load generator, the service and the store, for the
+// cells at the fewest keys, when the report has those figures (reports
+// written before they were recorded do not).
+func writeBudgetTable(p func(string, ...any), rep *Report) {
+	fewest := minOf(rep.Config.Cardinalities)
+	var cells []Cell
+	for _, c := range rep.Cells {
+		if c.Cardinality == fewest && c.Result.LoadCPUUS > 0 && c.Ceiling.LoadCPUUS > 0 {
+			cells = append(cells, c)
+		}
+	}
+	if len(cells) == 0 {
+		return
+	}
+	p("## Where the machine's CPU goes\n\n")
+	p("The load generator, the service and the store share the machine's CPUs, and a closed-loop load keeps them busy, so a cell's throughput "+
+		"is close to the CPUs' time divided by the CPU time a request costs all of them together; the load generator's own share is often the largest. "+
+		"This table splits that cost (µs of CPU time per request from `/proc/PID/stat`, at %s keys). `CPU ratio` is the ceiling's total over the cell's, "+
+		"which the throughput ratio (`rps ratio`) follows. `bound` is the throughput ratio a service that cost no more CPU than the no-op server "+
+		"would reach with the same store CPU: the ceiling's total over that total plus the store's CPU. "+
+		"With %d requests in flight a request's mean latency is the number in flight over the throughput (Little's law), "+
+		"so a cell's latency ratio to the ceiling is close to the inverse of its throughput ratio.\n\n", shortCount(fewest), rep.Config.Concurrency)
+	p("| store | descriptors | strategy | ceiling: load + no-op = total | cell: load + envoy-rls + store = total | CPU ratio | rps ratio | bound |\n")
+	p("|---|--:|---|--:|--:|--:|--:|--:|\n")
+	for _, c := range cells {
+		r, k := c.Result, c.Ceiling
+		ceil := k.LoadCPUUS + k.ServiceCPUUS
+		total := r.LoadCPUUS + r.ServiceCPUUS + r.StoreCPUUS
+		p("| %s | %d | %s | %.1f + %.1f = %.1f | %.1f + %.1f + %.1f = %.1f | %.2f | %.2f | %.2f |\n",
+			c.Store, c.Descriptors, c.Strategy, k.LoadCPUUS, k.ServiceCPUUS, ceil, r.LoadCPUUS, r.ServiceCPUUS, r.StoreCPUUS, total,
+			ratio(ceil, total), c.RPSRatio(), ratio(ceil, ceil+r.StoreCPUUS))
 	}
 	p("\n")
 }

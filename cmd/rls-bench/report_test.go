@@ -46,6 +46,10 @@ func sampleReport() *Report {
 		switch c.Store {
 		case "redis":
 			rep.Cells[i].Result.ServiceCPUUS, rep.Cells[i].Result.StoreCPUUS = 30, 10
+			if c.Descriptors == 1 {
+				rep.Cells[i].Result.LoadCPUUS = 50
+				rep.Cells[i].Ceiling.ServiceCPUUS, rep.Cells[i].Ceiling.LoadCPUUS = 30, 40
+			}
 			rep.Cells[i].Reference = &Result{RPS: 2600, P99US: 4000, ServiceCPUUS: 80, StoreCPUUS: 20}
 		case "memcached":
 			rep.Cells[i].Reference = &Result{RPS: 5000, P99US: 4000}
@@ -151,19 +155,38 @@ func TestWriteMarkdown(t *testing.T) {
 		"| redis | 1 | 1k | 5000 | 2600 | 1.92 | 3000 | 4000 | 40.0 (30.0 + 10.0) | 100.0 (80.0 + 20.0) | 0.40 |",
 		"| redis (single): CPU per decision | ≤ 0.50× envoyproxy/ratelimit's (service + redis-server) | 0.40×",
 		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench", "## What limits the figures\n\nnotes here",
+		"## Where the machine's CPU goes", "at 1k keys", "With 32 requests in flight",
+		// ceiling 40 + 30 = 70; cell 50 + 30 + 10 = 90: CPU ratio 0.78, bound 70 / (70 + 10).
+		"| redis | 1 | fixed_window | 40.0 + 30.0 = 70.0 | 50.0 + 30.0 + 10.0 = 90.0 | 0.78 | 0.50 | 0.88 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
 	}
-	refs := 0
+	refs, budget := 0, 0
 	for _, c := range rep.Cells {
 		if c.Reference != nil {
 			refs++
 		}
+		if c.Result.LoadCPUUS > 0 {
+			budget++
+		}
 	}
-	if got := strings.Count(md, "\n| memory |") + strings.Count(md, "\n| redis |") + strings.Count(md, "\n| memcached |"); got != len(rep.Cells)+refs {
-		t.Errorf("%d cell rows, want %d and %d reference rows", got, len(rep.Cells), refs)
+	if got := strings.Count(md, "\n| memory |") + strings.Count(md, "\n| redis |") + strings.Count(md, "\n| memcached |"); got != len(rep.Cells)+refs+budget {
+		t.Errorf("%d cell rows, want %d, %d reference rows and %d CPU budget rows", got, len(rep.Cells), refs, budget)
+	}
+
+	// A report from before the load generator's CPU was recorded has no
+	// budget section.
+	for i := range rep.Cells {
+		rep.Cells[i].Result.LoadCPUUS = 0
+	}
+	b.Reset()
+	if err := WriteMarkdown(&b, rep, "img/benchmarks.svg", ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "## Where the machine's CPU goes") {
+		t.Error("a report without load generator CPU has a CPU budget section")
 	}
 }
 
