@@ -37,7 +37,7 @@ func TestLoadAgainstNoopAndEnvoyRLS(t *testing.T) {
 	}
 	h := newHarness(os.Stderr)
 	t.Cleanup(h.Close)
-	rls, err := startEnvoyRLS(ctx, h, bin, rules, "--store", "memory")
+	rls, err := startEnvoyRLS(ctx, h, bin, rules, nil, "--store", "memory")
 	if err != nil {
 		t.Fatal(err)
 	}

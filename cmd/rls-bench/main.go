@@ -150,6 +150,7 @@ func matrixFlags(fs *flag.FlagSet, c *MatrixConfig) (finish func() error) {
 	fs.IntVar(&c.MemoryKeys, "memory-keys", c.MemoryKeys, "distinct keys for the memory-per-key measurement (0: skip)")
 	fs.StringVar(&c.EnvoyRLS, "envoy-rls", c.EnvoyRLS, "a prebuilt envoy-rls binary (default: go build ./cmd/envoy-rls)")
 	serveArgs := fs.String("serve-args", strings.Join(c.ServeArgs, " "), "extra `envoy-rls serve` flags, space-separated")
+	serviceEnv := fs.String("service-env", strings.Join(c.ServiceEnv, ","), "environment added to every measured service alike (envoy-rls, the no-op server, the reference), comma-separated KEY=VALUE, e.g. GOMAXPROCS=1")
 	fs.IntVar(&c.Repeats, "repeats", c.Repeats, "(ceiling, cell) pairs per cell; the median throughput ratio is kept")
 	fs.BoolVar(&c.Reference, "reference", c.Reference, "also run envoyproxy/ratelimit (the reference) on redis, redis-cluster and memcached with the fixed_window load (installed by bench/ensure-ratelimit.sh)")
 	fs.StringVar(&c.ReferenceBin, "reference-bin", c.ReferenceBin, "a prebuilt envoyproxy/ratelimit service binary (default: bench/ensure-ratelimit.sh, which installs the pinned version)")
@@ -165,6 +166,12 @@ func matrixFlags(fs *flag.FlagSet, c *MatrixConfig) (finish func() error) {
 			errs = append(errs, err)
 		}
 		c.ServeArgs = strings.Fields(*serveArgs)
+		c.ServiceEnv = splitList(*serviceEnv)
+		for _, kv := range c.ServiceEnv {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				errs = append(errs, fmt.Errorf("rls-bench: -service-env entry %q is not KEY=VALUE", kv))
+			}
+		}
 		for _, s := range c.Stores {
 			if !contains(allStores, s) {
 				errs = append(errs, fmt.Errorf("rls-bench: unknown store %q (want %s)", s, strings.Join(allStores, ", ")))

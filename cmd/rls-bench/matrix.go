@@ -74,6 +74,11 @@ type MatrixConfig struct {
 	EnvoyRLS string
 	// ServeArgs are extra `envoy-rls serve` flags for every store.
 	ServeArgs []string
+	// ServiceEnv is added to the environment of every service the
+	// matrix measures alike: envoy-rls, the no-op server and the
+	// reference (GOMAXPROCS=1, say, as a pod with one CPU would have).
+	// The load generator keeps its own.
+	ServiceEnv []string
 	// CeilingPerCell measures the ceiling right before every cell;
 	// otherwise once per (store, descriptors, keys) group.
 	CeilingPerCell bool
@@ -287,7 +292,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 	if err := os.WriteFile(rules, []byte(benchRules), 0o600); err != nil {
 		return nil, fmt.Errorf("rls-bench: %w", err)
 	}
-	noopProc, noop, err := startNoop(ctx, h)
+	noopProc, noop, err := startNoop(ctx, h, c.ServiceEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +330,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 			sh.Close()
 			return nil, err
 		}
-		rls, err := startEnvoyRLS(ctx, sh, bin, rules, append(env.flags, c.ServeArgs...)...)
+		rls, err := startEnvoyRLS(ctx, sh, bin, rules, c.ServiceEnv, append(env.flags, c.ServeArgs...)...)
 		if err != nil {
 			sh.Close()
 			return nil, err
@@ -334,7 +339,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 		var ref *refProcess
 		var refProbe *CPUProbe
 		if c.Reference && env.refEnv != nil && contains(c.Strategies, referenceStrategy) {
-			if ref, err = startReference(ctx, sh, refBin, dir, env.refEnv); err != nil {
+			if ref, err = startReference(ctx, sh, refBin, dir, append(env.refEnv, c.ServiceEnv...)); err != nil {
 				sh.Close()
 				return nil, err
 			}
@@ -423,7 +428,7 @@ func RunMatrix(ctx context.Context, h *harness, c MatrixConfig, log io.Writer) (
 func MeasureMemoryPerKey(ctx context.Context, parent *harness, bin, rules string, n, concurrency, connections int) (*MemoryResult, error) {
 	h := parent.child()
 	defer h.Close()
-	rls, err := startEnvoyRLS(ctx, h, bin, rules, "--store", "memory", "--memory-max-keys", fmt.Sprint(2*n))
+	rls, err := startEnvoyRLS(ctx, h, bin, rules, nil, "--store", "memory", "--memory-max-keys", fmt.Sprint(2*n))
 	if err != nil {
 		return nil, err
 	}

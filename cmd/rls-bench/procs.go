@@ -85,13 +85,14 @@ func startOwned(ctx context.Context, h *harness, n int, build func(addrs []strin
 	return p, addrs, nil
 }
 
-// startEnvoyRLS runs `bin serve --config rules` with extra flags on free
-// loopback ports (gRPC, HTTP, debug) and waits until it is SERVING; h
-// stops it at Close.
-func startEnvoyRLS(ctx context.Context, h *harness, bin, rules string, extra ...string) (*testservers.Service, error) {
+// startEnvoyRLS runs `bin serve --config rules` with extra flags and env
+// added to its environment on free loopback ports (gRPC, HTTP, debug)
+// and waits until it is SERVING; h stops it at Close.
+func startEnvoyRLS(ctx context.Context, h *harness, bin, rules string, env []string, extra ...string) (*testservers.Service, error) {
 	s, err := testservers.StartServe(ctx, testservers.ServeOptions{
 		Binary:       bin,
 		Args:         append([]string{"--config", rules, "--log-level", "warn"}, extra...),
+		Env:          env,
 		Debug:        true,
 		StartTimeout: 20 * time.Second,
 		StopGrace:    benchStopGrace,
@@ -106,8 +107,9 @@ func startEnvoyRLS(ctx context.Context, h *harness, bin, rules string, extra ...
 
 // startNoop runs this program's `noop` command as a child process (a
 // process of its own, as envoy-rls is) and waits until it serves; h stops
-// it at Close. It returns the process and its address.
-func startNoop(ctx context.Context, h *harness) (*testservers.Process, string, error) {
+// it at Close. env is added to its environment. It returns the process
+// and its address.
+func startNoop(ctx context.Context, h *harness, env []string) (*testservers.Process, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", fmt.Errorf("rls-bench: own executable: %w", err)
@@ -117,6 +119,7 @@ func startNoop(ctx context.Context, h *harness) (*testservers.Process, string, e
 			Name:         "rls-bench noop",
 			Binary:       self,
 			Args:         []string{"noop", "-addr", addrs[0]},
+			Env:          env,
 			Ready:        testservers.GRPCServing(addrs[0], nil, rlsServiceName),
 			StartTimeout: 10 * time.Second,
 		}

@@ -343,6 +343,9 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 		p(" and `%s`", strings.Join(c.ServeArgs, " "))
 	}
 	p(".")
+	if len(c.ServiceEnv) > 0 {
+		p(" envoy-rls, the no-op server and the reference ran with `%s` added to their environment; the load generator without.", strings.Join(c.ServiceEnv, " "))
+	}
 	if contains(c.ServeArgs, "--store-timeout") {
 		p(" The longer store timeout keeps round trips of a saturated run (load generator, servers and store on the same CPUs) from tripping the circuit breaker: the matrix measures capacity, not the failure mode.")
 	}
