@@ -431,6 +431,9 @@ func TestChartRendersStrictly(t *testing.T) {
 		args      []string
 		secrets   []string // the Secrets the pods read
 		envSecret [2]string
+		// envResource is an env var set from a container resource, and
+		// that resource.
+		envResource [2]string
 	}{
 		{
 			file:  "defaults-values.yaml",
@@ -456,8 +459,9 @@ func TestChartRendersStrictly(t *testing.T) {
 			args: []string{"--store=redis", "--redis-url=rediss://redis-master.redis.svc:6380/2", "--shadow-mode=true",
 				"--over-limit-body=Too many requests: slow down", "--grpc-tls-client-ca=/var/run/secrets/envoy-rls/grpc-tls/ca.crt",
 				"--redis-tls-cert=/var/run/secrets/envoy-rls/redis-tls/tls.crt", "--near-limit-ratio=0.9", "--log-format=console"},
-			secrets:   []string{release + "-envoy-rls", release + "-envoy-rls", "envoy-rls-grpc-tls"},
-			envSecret: [2]string{release + "-envoy-rls", "redis-password"},
+			secrets:     []string{release + "-envoy-rls", release + "-envoy-rls", "envoy-rls-grpc-tls"},
+			envSecret:   [2]string{release + "-envoy-rls", "redis-password"},
+			envResource: [2]string{"GOMAXPROCS", "requests.cpu"},
 		},
 	}
 	for _, tc := range cases {
@@ -495,6 +499,13 @@ func TestChartRendersStrictly(t *testing.T) {
 			}
 			if s, k := envFromSecret(c, "ENVOY_RLS_REDIS_PASSWORD"); s != tc.envSecret[0] || k != tc.envSecret[1] {
 				t.Errorf("ENVOY_RLS_REDIS_PASSWORD from %s/%s, want %s/%s", s, k, tc.envSecret[0], tc.envSecret[1])
+			}
+			if name := tc.envResource[0]; name != "" {
+				i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+				if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.ResourceFieldRef == nil ||
+					c.Env[i].ValueFrom.ResourceFieldRef.Resource != tc.envResource[1] || c.Env[i].ValueFrom.ResourceFieldRef.Divisor.String() != "1" {
+					t.Errorf("env %s is not set from %s with divisor 1: %+v", name, tc.envResource[1], c.Env)
+				}
 			}
 		})
 	}
