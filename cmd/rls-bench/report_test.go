@@ -50,7 +50,7 @@ func sampleReport() *Report {
 				rep.Cells[i].Result.LoadCPUUS = 50
 				rep.Cells[i].Ceiling.ServiceCPUUS, rep.Cells[i].Ceiling.LoadCPUUS = 30, 40
 			}
-			rep.Cells[i].Reference = &Result{RPS: 2600, P99US: 4000, ServiceCPUUS: 80, StoreCPUUS: 20}
+			rep.Cells[i].Reference = &Result{RPS: 2600, P99US: 4000, ServiceCPUUS: 80, StoreCPUUS: 20, LoadCPUUS: 60}
 		case "memcached":
 			rep.Cells[i].Reference = &Result{RPS: 5000, P99US: 4000}
 		}
@@ -152,7 +152,8 @@ func TestWriteMarkdown(t *testing.T) {
 		"**Not met in this run:**", "- redis (single): throughput: the goal is ≥ 0.70× ceiling rps",
 		"| memory | 3 | 1M | gcra | 8800 | 300 | 1150 | 10000 | 1000 | 0.88 | 1.15 | 0.0 | 0.0 | 0.0 | 0 | 0 |",
 		"## envoy-rls against envoyproxy/ratelimit",
-		"| redis | 1 | 1k | 5000 | 2600 | 1.92 | 3000 | 4000 | 40.0 (30.0 + 10.0) | 100.0 (80.0 + 20.0) | 0.40 |",
+		"| redis | 1 | 1k | 5000 | 2600 | 1.92 | 3000 | 4000 | 40.0 (30.0 + 10.0) | 100.0 (80.0 + 20.0) | 0.40 | 50.0 / 60.0 |",
+		"| redis | 3 | 1k | 5000 | 2600 | 1.92 | 3000 | 4000 | 40.0 (30.0 + 10.0) | 100.0 (80.0 + 20.0) | 0.40 | — |",
 		"| redis (single): CPU per decision | ≤ 0.50× envoyproxy/ratelimit's (service + redis-server) | 0.40×",
 		"| 1000000 | 95.4 MiB | 114.4 MiB | 100 | 120 |", "first: boom second line", "domain: bench", "## What limits the figures\n\nnotes here",
 		"## Where the machine's CPU goes", "at 1k keys", "With 32 requests in flight",
