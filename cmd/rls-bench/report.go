@@ -383,8 +383,8 @@ func writeReferenceTable(p func(string, ...any), rep *Report) {
 		"configured through its environment variables (`BACKEND_TYPE`, `REDIS_URL`, `REDIS_TYPE`, `MEMCACHE_HOST_PORT`, `USE_STATSD=false`, loopback ports) with the same fixed_window rules, " +
 		"and took the same load (the same keys in the same order) right after envoy-rls in each cell. " +
 		"`× ref` is envoy-rls's throughput over the reference's; CPU is µs of CPU time per request, the service's plus its store's servers', from `/proc/PID/stat`; " +
-		"`CPU ×` is envoy-rls's total over the reference's (lower is better). "+
-		"The load generator's own CPU per request (envoy-rls's run / the reference's) is on top of both, on the same CPUs: "+
+		"`CPU ×` is envoy-rls's total over the reference's (lower is better). " +
+		"The load generator's own CPU per request (envoy-rls's run / the reference's) is on top of both, on the same CPUs: " +
 		"the throughput ratio follows the whole machine's CPU per request, that CPU included, so it is nearer 1 than the inverse of `CPU ×`.\n\n")
 	p("| store | descriptors | keys | envoy-rls req/s | reference req/s | × ref | envoy-rls p99 µs | reference p99 µs | envoy-rls CPU µs/req (service + store) | reference CPU µs/req (service + store) | CPU × | load generator µs/req |\n")
 	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
