@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -369,12 +370,7 @@ func WriteMarkdown(w io.Writer, rep *Report, svgPath, notes string) error {
 // writeReferenceTable writes the section that compares envoy-rls with
 // envoyproxy/ratelimit, when the report has reference runs.
 func writeReferenceTable(p func(string, ...any), rep *Report) {
-	var cells []Cell
-	for _, c := range rep.Cells {
-		if c.Reference != nil {
-			cells = append(cells, c)
-		}
-	}
+	cells := slices.DeleteFunc(slices.Clone(rep.Cells), func(c Cell) bool { return c.Reference == nil })
 	if len(cells) == 0 {
 		return
 	}
@@ -407,12 +403,9 @@ func writeReferenceTable(p func(string, ...any), rep *Report) {
 // written before they were recorded do not).
 func writeBudgetTable(p func(string, ...any), rep *Report) {
 	fewest := minOf(rep.Config.Cardinalities)
-	var cells []Cell
-	for _, c := range rep.Cells {
-		if c.Cardinality == fewest && c.Result.LoadCPUUS > 0 && c.Ceiling.LoadCPUUS > 0 {
-			cells = append(cells, c)
-		}
-	}
+	cells := slices.DeleteFunc(slices.Clone(rep.Cells), func(c Cell) bool {
+		return c.Cardinality != fewest || c.Result.LoadCPUUS <= 0 || c.Ceiling.LoadCPUUS <= 0
+	})
 	if len(cells) == 0 {
 		return
 	}
