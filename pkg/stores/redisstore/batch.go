@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,10 +21,16 @@ type pipeliner interface {
 	Pipeline() redis.Pipeliner
 }
 
-// batcher sends script calls in pipelines: a fixed number of goroutines
-// each take the calls waiting in queue (up to maxBatch, after waiting
-// window for more when it is not zero) and send them in one pipeline,
-// then hand every call its result. On a single node or sentinel-managed
+// batcher sends script calls in pipelines: a pipeline goroutine takes
+// the calls waiting in queue (up to maxBatch, after waiting window for
+// more when it is not zero), sends them in one pipeline, hands every call
+// its result, and starts again; the calls that arrive meanwhile wait in
+// queue and go together in the next pipeline. One goroutine (the
+// primary) does this all the time; the others (spares) only while a
+// pipeline has been in flight for longer than its stall limit (see
+// stallLimit), so that a stalled connection holds only its own calls
+// while, the rest of the time, batches are as large as one goroutine
+// makes them. On a single node or sentinel-managed
 // master the calls of a pipeline are merged into as few script calls as
 // maxOpsPerScript allows, each deciding its Apply calls one after the
 // other, each atomic on its own. In a cluster, a call is the ops of one
@@ -37,6 +44,14 @@ type batcher struct {
 	queue    chan *call
 	maxBatch int
 	window   time.Duration
+
+	// promote wakes a spare pipeline goroutine; stalled counts the
+	// pipelines in flight for longer than their stall limit; rtt is a
+	// moving average of a pipeline's round trip, in nanoseconds, with
+	// stalls counted as twice the limit they passed (see stallLimit).
+	promote chan struct{}
+	stalled atomic.Int32
+	rtt     atomic.Int64
 
 	ctx    context.Context // canceled by stop: aborts pipelines in flight
 	cancel context.CancelFunc
@@ -64,10 +79,11 @@ func startBatcher(s *Store, client pipeliner, merge bool, opts Options) *batcher
 		window:   opts.BatchWindow,
 		ctx:      ctx,
 		cancel:   cancel,
+		promote:  make(chan struct{}, n),
 	}
 	b.wg.Add(n)
-	for range n {
-		go b.loop()
+	for i := range n {
+		go b.loop(i == 0)
 	}
 	return b
 }
@@ -80,11 +96,60 @@ func (b *batcher) wait() {
 	b.wg.Wait()
 }
 
-// loop is one pipeline goroutine.
-func (b *batcher) loop() {
+// A pipeline is stalled (a lost packet, a slow command, a Redis failing
+// over) once it has been in flight for stallFactor times the average
+// round trip, and at least minStall: a spare pipeline goroutine then
+// starts sending the calls that wait.
+const (
+	stallFactor = 4
+	minStall    = time.Millisecond
+)
+
+// stallLimit returns how long a pipeline sent now may be in flight
+// before it counts as stalled.
+func (b *batcher) stallLimit() time.Duration {
+	return max(stallFactor*time.Duration(b.rtt.Load()), minStall)
+}
+
+// landed records that a pipeline sent with stall limit limit was answered
+// after d: it moves the average round trip, by at most twice the limit,
+// so that one long stall does not hide the next for long while a lasting
+// slowdown still raises the limit within a few pipelines.
+func (b *batcher) landed(d, limit time.Duration) {
+	d = min(d, 2*limit)
+	old := b.rtt.Load()
+	b.rtt.Store(old + (int64(d)-old)/8)
+}
+
+// promoted waits until a spare pipeline goroutine is to send (a pipeline
+// stalled), and reports false when the batcher stops first.
+func (b *batcher) promoted() bool {
+	select {
+	case <-b.ctx.Done():
+		return false
+	case <-b.promote:
+		return true
+	}
+}
+
+// loop is one pipeline goroutine, the primary or a spare (see batcher).
+// A spare sends pipelines from the moment a pipeline stalls until no
+// pipeline in flight is stalled any more.
+func (b *batcher) loop(primary bool) {
 	defer b.wg.Done()
+	if !primary && !b.promoted() {
+		return
+	}
 	batch := make([]*call, 0, b.maxBatch)
 	var scratch flushScratch
+	stall := time.AfterFunc(time.Hour, func() {
+		b.stalled.Add(1)
+		select {
+		case b.promote <- struct{}{}:
+		default: // enough spares are woken already
+		}
+	})
+	stall.Stop()
 	var window *time.Timer
 	if b.window > 0 {
 		window = time.NewTimer(b.window)
@@ -122,8 +187,17 @@ func (b *batcher) loop() {
 				break drain
 			}
 		}
+		limit, start := b.stallLimit(), time.Now()
+		stall.Reset(limit)
 		b.flush(batch, &scratch)
+		if !stall.Stop() {
+			b.stalled.Add(-1) // it had stalled
+		}
+		b.landed(time.Since(start), limit)
 		clear(batch)
+		if !primary && b.stalled.Load() <= 0 && !b.promoted() {
+			return
+		}
 	}
 }
 

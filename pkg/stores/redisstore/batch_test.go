@@ -353,3 +353,111 @@ func TestBatchSplitsLargeBatches(t *testing.T) {
 		})
 	}
 }
+
+// holdFirst is a go-redis hook that holds the first command or pipeline
+// sent once armed: it signals held, then waits for gate to close, as a
+// connection whose packets are lost would.
+type holdFirst struct {
+	armed      *atomic.Bool
+	held, gate chan struct{}
+}
+
+func (h holdFirst) hold() {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.held)
+		<-h.gate
+	}
+}
+
+func (h holdFirst) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h holdFirst) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.hold()
+		return next(ctx, cmd)
+	}
+}
+
+func (h holdFirst) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.hold()
+		return next(ctx, cmds)
+	}
+}
+
+// TestBatchStalledPipelineHoldsOnlyItsOwnCalls holds one pipeline in
+// flight and checks that calls sent after it are answered before it is
+// let go (a spare pipeline goroutine sends them once it has stalled), and
+// that everything counted once.
+func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
+	srv := testservers.Redis(t)
+	// The store's timeout is far above the test's waits: only a spare
+	// pipeline can answer the calls behind the held one in time.
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: 10 * time.Minute, Pipelines: 2})
+	defer s.Close()
+	lim := strategies.Limit{Requests: 1000, Period: strategies.Hour}
+	counter := func() limiter.Op { return mkOp(t, "stall", "fixed_window", lim, 1) }
+	bucket := func() limiter.Op {
+		return mkOp(t, "stall:gcra", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Hour, Burst: 1000}, 1)
+	}
+	mustApply(t, s, now0, counter(), bucket()) // loads the function
+
+	armed := new(atomic.Bool)
+	armed.Store(true)
+	h := holdFirst{armed: armed, held: make(chan struct{}), gate: make(chan struct{})}
+	var release sync.Once
+	let := func() { release.Do(func() { close(h.gate) }) }
+	defer let() // before s.Close, which waits for the held pipeline
+	s.single.AddHook(h)
+	held := make(chan error, 1)
+	go func() {
+		held <- s.Apply(context.Background(), now0, []limiter.Op{counter()}, make([]strategies.Decision, 1))
+	}()
+	select {
+	case <-h.held:
+	case <-time.After(time.Minute):
+		t.Fatal("the first pipeline was not sent within a minute")
+	}
+
+	const behind = 20
+	done := make(chan error, 1)
+	go func() {
+		for i := range behind {
+			op := counter()
+			if i%2 == 1 {
+				op = bucket()
+			}
+			if err := s.Apply(context.Background(), now0, []limiter.Op{op}, make([]strategies.Decision, 1)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a call behind the held pipeline: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("calls sent behind a held pipeline were not answered within a minute: the stalled pipeline holds them")
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the held call returned (%v) before its pipeline was let go", err)
+	default:
+	}
+
+	let()
+	if err := <-held; err != nil {
+		t.Fatalf("the held call, let go: %v", err)
+	}
+	check := mustApply(t, s, now0, mkOp(t, "stall", "fixed_window", lim, 0), mkOp(t, "stall:gcra", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Hour, Burst: 1000}, 0))
+	// One hit each before the hold, the held one, and behind/2 each after.
+	if got, want := 1000-check[0].Remaining, int64(2+behind/2); got != want {
+		t.Errorf("fixed_window counted %d hits, want %d", got, want)
+	}
+	if got, want := 1000-check[1].Remaining, int64(1+behind/2); got != want {
+		t.Errorf("gcra counted %d hits, want %d", got, want)
+	}
+}

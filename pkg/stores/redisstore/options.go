@@ -105,11 +105,15 @@ type Options struct {
 	// (see counter.go); the now passed to Apply is then ignored. Tests
 	// that drive time, such as the shared strategy tables, need true.
 	ClientTime bool
-	// Pipelines is the number of batches a Store has in flight at once:
-	// the number of goroutines (each using one connection per node at a
-	// time) that send the script calls waiting in the store's queue to
-	// Redis as one pipeline. Zero means DefaultPipelines. Ignored when
-	// MaxBatch is 1.
+	// Pipelines is the most batches a Store has in flight at once: the
+	// number of goroutines (each using one connection per node at a
+	// time) that send the calls waiting in the store's queue to Redis as
+	// one pipeline. One of them sends all the time, and the calls that
+	// arrive while its pipeline is in flight go together in the next; the
+	// others send only while a pipeline has been in flight for four times
+	// the average round trip (at least a millisecond), so that a stalled
+	// connection holds only its own calls. Zero means DefaultPipelines.
+	// Ignored when MaxBatch is 1.
 	Pipelines int
 	// MaxBatch is the largest number of script calls sent in one
 	// pipeline. In single and sentinel modes a script call is an Apply
