@@ -222,8 +222,21 @@ func parseInts(s string) ([]int, error) {
 }
 
 // reproduce returns the command line that reproduces this run.
+// reproduce returns the command that runs args again, without -json and
+// its file (a copy of the raw report, which changes nothing measured and
+// names a scratch path).
 func reproduce(args []string) string {
-	return "go run ./cmd/rls-bench " + strings.Join(args, " ")
+	kept := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		switch a := strings.TrimLeft(args[i], "-"); {
+		case a == "json" && strings.HasPrefix(args[i], "-"):
+			i++ // and its value
+		case strings.HasPrefix(a, "json=") && strings.HasPrefix(args[i], "-"):
+		default:
+			kept = append(kept, args[i])
+		}
+	}
+	return "go run ./cmd/rls-bench " + strings.Join(kept, " ")
 }
 
 func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -299,3 +299,19 @@ func TestCPUModel(t *testing.T) {
 		t.Errorf("cpu model of nothing %q", got)
 	}
 }
+
+func TestReproduceDropsJSONOutput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"matrix"}, "go run ./cmd/rls-bench matrix"},
+		{[]string{"matrix", "-json", "/tmp/x.json", "-stores", "redis"}, "go run ./cmd/rls-bench matrix -stores redis"},
+		{[]string{"matrix", "--json=/tmp/x.json", "-keys", "1000"}, "go run ./cmd/rls-bench matrix -keys 1000"},
+		{[]string{"matrix", "-serve-args", "json"}, "go run ./cmd/rls-bench matrix -serve-args json"},
+	} {
+		if got := reproduce(tc.args); got != tc.want {
+			t.Errorf("reproduce(%q) = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
