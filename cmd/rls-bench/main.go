@@ -221,7 +221,6 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
-// reproduce returns the command line that reproduces this run.
 // reproduce returns the command that runs args again, without -json and
 // its file (a copy of the raw report, which changes nothing measured and
 // names a scratch path).
