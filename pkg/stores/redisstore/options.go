@@ -152,8 +152,8 @@ type Options struct {
 	ExpirySlack time.Duration
 }
 
-// DefaultPipelines is the number of pipelines in flight at once when
-// Options.Pipelines is zero.
+// DefaultPipelines is the most pipelines in flight at once (one, and a
+// spare for a stall) when Options.Pipelines is zero.
 const DefaultPipelines = 2
 
 // DefaultMaxBatch is the largest batch of Apply calls per pipeline when
