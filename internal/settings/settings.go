@@ -187,7 +187,7 @@ func ServeFlags(s *Serve, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.RedisTLSServerName, "redis-tls-server-name", "", "redis: server name to verify")
 	fs.IntVar(&s.RedisPoolSize, "redis-pool-size", 0, "redis: connections per node (0: go-redis's default)")
 	fs.BoolVar(&s.RedisServerTime, "redis-server-time", true, "redis: take the time from Redis (TIME) so replicas with skewed clocks agree; false uses this replica's clock")
-	fs.IntVar(&s.RedisPipelines, "redis-pipelines", 2, "redis: most batches of requests in flight at once, each on its own connection (per master in a cluster); one is sent at a time, and the others only while a batch has waited over 4 round trips (at least 1ms) for its answer, so that a stalled connection holds only its own requests; 1: a stalled connection holds every request")
+	fs.IntVar(&s.RedisPipelines, "redis-pipelines", 2, "redis: most batches of requests in flight at once, each on its own connection (per master in a cluster); under heavy load one is sent at a time (larger batches, less CPU), and the others only while a batch has waited over 4 round trips (at least 1ms) for its answer, so that a stalled connection holds only its own requests; 1: a stalled connection holds every request")
 	fs.IntVar(&s.RedisMaxBatch, "redis-max-batch", 128, "redis: most requests sent in one pipeline; 1 turns cross-request batching off")
 	fs.DurationVar(&s.RedisBatchWindow, "redis-batch-window", 0, "redis: how long to wait for more requests before sending a batch (0: send at once when idle, batch while busy)")
 	fs.StringVar(&s.MemcachedServers, "memcached-servers", "", "memcached: comma-separated host:port list (client-side hashing)")

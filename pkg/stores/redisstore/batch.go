@@ -25,8 +25,10 @@ type pipeliner interface {
 // the calls waiting in queue (up to maxBatch, after waiting window for
 // more when it is not zero), sends them in one pipeline, hands every call
 // its result, and starts again; the calls that arrive meanwhile wait in
-// queue and go together in the next pipeline. One goroutine (the
-// primary) does this all the time; the others (spares) only while a
+// queue and go together in the next pipeline. At light load every
+// goroutine does this, so that a call never waits for another's answer.
+// Under heavy load (large batches: see mode) the batcher gathers: one
+// goroutine (the primary) sends, and the others (spares) only while a
 // pipeline has been in flight for longer than its stall limit (see
 // stallLimit), so that a stalled connection holds only its own calls
 // while, the rest of the time, batches are as large as one goroutine
@@ -52,6 +54,11 @@ type batcher struct {
 	promote chan struct{}
 	stalled atomic.Int32
 	rtt     atomic.Int64
+	// gather is set while the load is high enough for batches to gather
+	// behind one pipeline in flight (see mode); avgBatch is a moving
+	// average of the calls per pipeline, times batchScale.
+	gather   atomic.Bool
+	avgBatch atomic.Int64
 
 	ctx    context.Context // canceled by stop: aborts pipelines in flight
 	cancel context.CancelFunc
@@ -137,7 +144,7 @@ func (b *batcher) promoted() bool {
 // pipeline in flight is stalled any more.
 func (b *batcher) loop(primary bool) {
 	defer b.wg.Done()
-	if !primary && !b.promoted() {
+	if !primary && b.gather.Load() && !b.promoted() {
 		return
 	}
 	batch := make([]*call, 0, b.maxBatch)
@@ -187,16 +194,60 @@ func (b *batcher) loop(primary bool) {
 				break drain
 			}
 		}
-		limit, start := b.stallLimit(), time.Now()
-		stall.Reset(limit)
-		b.flush(batch, &scratch)
-		if !stall.Stop() {
-			b.stalled.Add(-1) // it had stalled
+		if b.gather.Load() {
+			// Only a gathering batcher needs to know of a stall: while it
+			// sends at once, every spare is sending already.
+			limit, start := b.stallLimit(), time.Now()
+			stall.Reset(limit)
+			b.flush(batch, &scratch)
+			if !stall.Stop() {
+				b.stalled.Add(-1) // it had stalled
+			}
+			b.landed(time.Since(start), limit)
+		} else {
+			b.flush(batch, &scratch)
 		}
-		b.landed(time.Since(start), limit)
+		b.mode(len(batch), primary)
 		clear(batch)
-		if !primary && b.stalled.Load() <= 0 && !b.promoted() {
+		if !primary && b.gather.Load() && b.stalled.Load() <= 0 && !b.promoted() {
 			return
+		}
+	}
+}
+
+// The batcher gathers calls behind one pipeline in flight once pipelines
+// carry gatherAbove calls on average, and sends as soon as a goroutine is
+// idle again once they carry fewer than eagerBelow (more than gatherAbove
+// in the same load, since gathering makes batches about twice as large).
+// At light load (a few calls in flight) a call then never waits for
+// another pipeline's answer; under heavy load the batches double, and so
+// does what each write and read system call carries.
+const (
+	batchScale  = 256
+	gatherAbove = 4 * batchScale
+	eagerBelow  = 5 * batchScale
+)
+
+// mode records a pipeline of n calls and, when primary, switches between
+// gathering and sending at once: going back to sending at once wakes
+// every spare.
+func (b *batcher) mode(n int, primary bool) {
+	old := b.avgBatch.Load()
+	avg := old + (int64(n)*batchScale-old)/16
+	b.avgBatch.Store(avg)
+	if !primary {
+		return
+	}
+	switch gather := b.gather.Load(); {
+	case !gather && avg >= gatherAbove:
+		b.gather.Store(true)
+	case gather && avg < eagerBelow:
+		b.gather.Store(false)
+		for range cap(b.promote) {
+			select {
+			case b.promote <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

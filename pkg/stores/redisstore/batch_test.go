@@ -386,9 +386,10 @@ func (h holdFirst) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 
 // TestBatchStalledPipelineHoldsOnlyItsOwnCalls holds one pipeline in
-// flight and checks that calls sent after it are answered before it is
-// let go (a spare pipeline goroutine sends them once it has stalled), and
-// that everything counted once.
+// flight while the batcher gathers (as under heavy load) and checks that
+// the pipeline is found stalled, that calls sent after it are answered
+// before it is let go (a spare pipeline goroutine sends them), and that
+// everything counted once.
 func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 	srv := testservers.Redis(t)
 	// The store's timeout is far above the test's waits: only a spare
@@ -401,6 +402,10 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 		return mkOp(t, "stall:gcra", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Hour, Burst: 1000}, 1)
 	}
 	mustApply(t, s, now0, counter(), bucket()) // loads the function
+	// Gather, as with large batches: the average stays above eagerBelow
+	// for the few dozen pipelines of this test.
+	s.batch.avgBatch.Store(100 * batchScale)
+	s.batch.gather.Store(true)
 
 	armed := new(atomic.Bool)
 	armed.Store(true)
@@ -417,6 +422,12 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 	case <-h.held:
 	case <-time.After(time.Minute):
 		t.Fatal("the first pipeline was not sent within a minute")
+	}
+
+	for deadline := time.Now().Add(time.Minute); s.batch.stalled.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held pipeline was not found stalled within a minute")
+		}
 	}
 
 	const behind = 20
@@ -452,6 +463,9 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 	if err := <-held; err != nil {
 		t.Fatalf("the held call, let go: %v", err)
 	}
+	if n := s.batch.stalled.Load(); n != 0 {
+		t.Errorf("%d pipelines counted as stalled after the held one was answered, want 0", n)
+	}
 	check := mustApply(t, s, now0, mkOp(t, "stall", "fixed_window", lim, 0), mkOp(t, "stall:gcra", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Hour, Burst: 1000}, 0))
 	// One hit each before the hold, the held one, and behind/2 each after.
 	if got, want := 1000-check[0].Remaining, int64(2+behind/2); got != want {
@@ -459,5 +473,53 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 	}
 	if got, want := 1000-check[1].Remaining, int64(1+behind/2); got != want {
 		t.Errorf("gcra counted %d hits, want %d", got, want)
+	}
+}
+
+// TestBatchGathersUnderLoad checks that the batcher gathers calls behind
+// one pipeline in flight once many calls arrive together, and sends at
+// once again when they come one at a time.
+func TestBatchGathersUnderLoad(t *testing.T) {
+	srv := testservers.Redis(t)
+	s := open(t, Options{URL: srv.URL(), ClientTime: true, Timeout: time.Minute})
+	defer s.Close()
+	lim := strategies.Limit{Requests: 1 << 40, Period: strategies.Hour}
+	if s.batch.gather.Load() {
+		t.Fatal("a new store gathers before any load")
+	}
+	var stop atomic.Bool
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op := mkOp(t, "gather:"+strconv.Itoa(i%8), "fixed_window", lim, 1)
+			for !stop.Load() {
+				if err := s.Apply(context.Background(), now0, []limiter.Op{op}, make([]strategies.Decision, 1)); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !s.batch.gather.Load() && time.Now().Before(deadline) && failed.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		t.Fatalf("Apply under load: %v", err)
+	}
+	if !s.batch.gather.Load() {
+		t.Fatalf("64 callers for a minute: average batch %.1f calls, and the batcher still sends at once", float64(s.batch.avgBatch.Load())/batchScale)
+	}
+	op := mkOp(t, "gather:0", "fixed_window", lim, 1)
+	for i := 0; s.batch.gather.Load(); i++ {
+		if i == 1000 {
+			t.Fatalf("1000 calls one at a time: average batch %.1f calls, and the batcher still gathers", float64(s.batch.avgBatch.Load())/batchScale)
+		}
+		mustApply(t, s, now0, op)
 	}
 }

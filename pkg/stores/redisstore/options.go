@@ -108,11 +108,14 @@ type Options struct {
 	// Pipelines is the most batches a Store has in flight at once: the
 	// number of goroutines (each using one connection per node at a
 	// time) that send the calls waiting in the store's queue to Redis as
-	// one pipeline. One of them sends all the time, and the calls that
-	// arrive while its pipeline is in flight go together in the next; the
-	// others send only while a pipeline has been in flight for four times
-	// the average round trip (at least a millisecond), so that a stalled
-	// connection holds only its own calls. Zero means DefaultPipelines.
+	// one pipeline. At light load each sends the calls waiting as soon
+	// as it is idle. Under heavy load (pipelines of four calls or more on
+	// average) one of them sends, and the calls that arrive while its
+	// pipeline is in flight go together in the next, which doubles the
+	// batches; the others send only while a pipeline has been in flight
+	// for four times the average round trip (at least a millisecond), so
+	// that a stalled connection holds only its own calls. Zero means
+	// DefaultPipelines.
 	// Ignored when MaxBatch is 1.
 	Pipelines int
 	// MaxBatch is the largest number of script calls sent in one
@@ -152,8 +155,9 @@ type Options struct {
 	ExpirySlack time.Duration
 }
 
-// DefaultPipelines is the most pipelines in flight at once (one, and a
-// spare for a stall) when Options.Pipelines is zero.
+// DefaultPipelines is the most pipelines in flight at once when
+// Options.Pipelines is zero (under heavy load: one, and a spare for a
+// stall).
 const DefaultPipelines = 2
 
 // DefaultMaxBatch is the largest batch of Apply calls per pipeline when

@@ -12,10 +12,10 @@
 // no script but an INCRBY and a PEXPIRE (or a GET) per op, and its
 // decisions are computed in Go from the counts (see counter.go).
 //
-// Apply calls made concurrently share round trips: a pipeline goroutine
-// owned by the Store takes the calls waiting in a queue and sends them
-// together, one pipeline at a time, and spare ones (Options.Pipelines)
-// send only while a pipeline stalls. On a single node or
+// Apply calls made concurrently share round trips: pipeline goroutines
+// owned by the Store (Options.Pipelines) take the calls waiting in a
+// queue and send them together; under heavy load one pipeline at a time,
+// the others only while a pipeline stalls. On a single node or
 // sentinel-managed master they go as one script call that decides them
 // one after the other, each atomic on its own; in a cluster, as one
 // pipeline per master of one script call per (Apply call, hash slot)
