@@ -227,10 +227,11 @@ func parseInts(s string) ([]int, error) {
 func reproduce(args []string) string {
 	kept := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
-		switch a := strings.TrimLeft(args[i], "-"); {
-		case a == "json" && strings.HasPrefix(args[i], "-"):
+		name, isFlag := strings.CutPrefix(args[i], "-")
+		switch name = strings.TrimPrefix(name, "-"); {
+		case isFlag && name == "json":
 			i++ // and its value
-		case strings.HasPrefix(a, "json=") && strings.HasPrefix(args[i], "-"):
+		case isFlag && strings.HasPrefix(name, "json="):
 		default:
 			kept = append(kept, args[i])
 		}

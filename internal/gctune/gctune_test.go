@@ -90,9 +90,7 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 		ballast[i] = 1
 	}
 	waitPercent(t, "100 with three quarters of the floor live", func(p int) bool { return p == 100 })
-	runtime.KeepAlive(ballast)
-	ballast = nil
-	_ = ballast
+	runtime.KeepAlive(ballast) // unreachable from here on
 	waitPercent(t, "> 100 once the heap is small again", func(p int) bool { return p > 100 })
 
 	// No floor: Go's default.

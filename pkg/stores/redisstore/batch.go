@@ -47,10 +47,10 @@ type batcher struct {
 	maxBatch int
 	window   time.Duration
 
-	// promote wakes a spare pipeline goroutine; stalled counts the
-	// pipelines in flight for longer than their stall limit; rtt is a
-	// moving average of a pipeline's round trip, in nanoseconds, with
-	// stalls counted as twice the limit they passed (see stallLimit).
+	// promote wakes a spare pipeline goroutine (it holds a value for
+	// each spare at most); stalled counts the pipelines in flight for
+	// longer than their stall limit; rtt is a moving average of a
+	// pipeline's round trip, in nanoseconds (see landed).
 	promote chan struct{}
 	stalled atomic.Int32
 	rtt     atomic.Int64
@@ -86,7 +86,7 @@ func startBatcher(s *Store, client pipeliner, merge bool, opts Options) *batcher
 		window:   opts.BatchWindow,
 		ctx:      ctx,
 		cancel:   cancel,
-		promote:  make(chan struct{}, n),
+		promote:  make(chan struct{}, n-1), // one per spare
 	}
 	b.wg.Add(n)
 	for i := range n {
@@ -337,7 +337,15 @@ func (b *batcher) flush(batch []*call, fs *flushScratch) {
 				break
 			}
 		}
-		if missed == nil || !b.s.reload(ctx, missed) {
+		if missed == nil {
+			break
+		}
+		if lerr := b.s.reload(ctx, missed); lerr != nil {
+			for _, sc := range scripts {
+				if err := sc.cmd.Err(); err != nil && missing(err) {
+					sc.cmd.SetErr(lerr)
+				}
+			}
 			break
 		}
 		again = again[:0]

@@ -18,6 +18,17 @@ import (
 	"github.com/envoy-rls/envoy-rls/pkg/strategies"
 )
 
+// settles reports whether cond holds within a minute, polling it: long
+// enough that a machine busy with other work only makes a test slower.
+func settles(cond func() bool) bool {
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return cond()
+		}
+	}
+	return true
+}
+
 // concurrently runs f(i) for i in [0, n) in n goroutines and waits.
 func concurrently(n int, f func(i int)) {
 	var wg sync.WaitGroup
@@ -229,17 +240,14 @@ func TestBatchServerRestartUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	// Each phase waits for what it needs to see (bounded at a minute, so
-	// that a machine busy with other work only makes it slower).
+	// Each phase waits for what it needs to see.
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				recovered.Store(true)
-				close(stop)
-				wg.Wait()
-				t.Fatalf("a minute without %s (%d calls succeeded, %d failed)", what, ok.Load(), failed.Load())
-			}
+		if !settles(cond) {
+			recovered.Store(true)
+			close(stop)
+			wg.Wait()
+			t.Fatalf("a minute without %s (%d calls succeeded, %d failed)", what, ok.Load(), failed.Load())
 		}
 	}
 	waitUntil("a call succeeding before the outage", func() bool { return ok.Load() > 0 })
@@ -269,12 +277,8 @@ func TestBatchGoroutinesStop(t *testing.T) {
 		}
 	}
 	s := open(t, Options{URL: srv.URL(), Pipelines: 3, Timeout: testTimeout})
-	got := count()
-	for deadline := time.Now().Add(time.Minute); got != 3 && time.Now().Before(deadline); got = count() {
-		time.Sleep(10 * time.Millisecond) // let the goroutines start
-	}
-	if got != 3 {
-		t.Fatalf("%d pipeline goroutines running after a minute, want 3", got)
+	if !settles(func() bool { return count() == 3 }) { // let the goroutines start
+		t.Fatalf("%d pipeline goroutines running after a minute, want 3", count())
 	}
 	o := mkOp(t, "stop", "gcra", strategies.Limit{Requests: 10, Period: strategies.Second}, 1)
 	mustApply(t, s, now0, o)
@@ -284,12 +288,8 @@ func TestBatchGoroutinesStop(t *testing.T) {
 	// Close waits until each goroutine has signalled its end; a stack
 	// dump may still catch one returning, so wait for them to be gone
 	// (bounded: a goroutine that never ends fails).
-	got = count()
-	for deadline := time.Now().Add(time.Minute); got != 0 && time.Now().Before(deadline); got = count() {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got != 0 {
-		t.Fatalf("%d pipeline goroutines running a minute after Close", got)
+	if !settles(func() bool { return count() == 0 }) {
+		t.Fatalf("%d pipeline goroutines running a minute after Close", count())
 	}
 	if err := s.Apply(context.Background(), now0, []limiter.Op{o}, make([]strategies.Decision, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Apply after Close = %v, want ErrClosed", err)
@@ -424,10 +424,8 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 		t.Fatal("the first pipeline was not sent within a minute")
 	}
 
-	for deadline := time.Now().Add(time.Minute); s.batch.stalled.Load() < 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the held pipeline was not found stalled within a minute")
-		}
+	if !settles(func() bool { return s.batch.stalled.Load() >= 1 }) {
+		t.Fatal("the held pipeline was not found stalled within a minute")
 	}
 
 	const behind = 20
@@ -464,11 +462,9 @@ func TestBatchStalledPipelineHoldsOnlyItsOwnCalls(t *testing.T) {
 		t.Fatalf("the held call, let go: %v", err)
 	}
 	// The pipeline goroutine counts the stall off right after handing out
-	// the answers, so wait for it (bounded).
-	for deadline := time.Now().Add(time.Minute); s.batch.stalled.Load() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d pipelines still counted as stalled a minute after the held one was answered, want 0", s.batch.stalled.Load())
-		}
+	// the answers, so wait for it.
+	if !settles(func() bool { return s.batch.stalled.Load() == 0 }) {
+		t.Fatalf("%d pipelines still counted as stalled a minute after the held one was answered, want 0", s.batch.stalled.Load())
 	}
 	check := mustApply(t, s, now0, mkOp(t, "stall", "fixed_window", lim, 0), mkOp(t, "stall:gcra", "gcra", strategies.Limit{Requests: 1000, Period: strategies.Hour, Burst: 1000}, 0))
 	// One hit each before the hold, the held one, and behind/2 each after.
@@ -493,11 +489,10 @@ func TestBatchGathersUnderLoad(t *testing.T) {
 	}
 	var stop atomic.Bool
 	var failed atomic.Value
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		concurrently(64, func(i int) {
 			op := mkOp(t, "gather:"+strconv.Itoa(i%8), "fixed_window", lim, 1)
 			for !stop.Load() {
 				if err := s.Apply(context.Background(), now0, []limiter.Op{op}, make([]strategies.Decision, 1)); err != nil {
@@ -505,18 +500,17 @@ func TestBatchGathersUnderLoad(t *testing.T) {
 					return
 				}
 			}
-		}()
-	}
+		})
+	}()
 	// Read the mode while the load runs: as the callers stop, batches
 	// shrink and the batcher may go back to sending at once.
-	deadline := time.Now().Add(time.Minute)
-	gathered := s.batch.gather.Load()
-	for !gathered && time.Now().Before(deadline) && failed.Load() == nil {
-		time.Sleep(time.Millisecond)
+	var gathered bool
+	settles(func() bool {
 		gathered = s.batch.gather.Load()
-	}
+		return gathered || failed.Load() != nil
+	})
 	stop.Store(true)
-	wg.Wait()
+	<-loaded
 	if err := failed.Load(); err != nil {
 		t.Fatalf("Apply under load: %v", err)
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"slices"
@@ -191,13 +192,69 @@ func TestNoScriptReload(t *testing.T) {
 			opts.URL, opts.ClientTime, opts.Timeout = srv.URL(), true, testTimeout
 			s := open(t, opts)
 			defer s.Close()
-			o := mkOp(t, "noscript", "fixed_window", strategies.Limit{Requests: 5, Period: strategies.Hour}, 1)
+			// gcra runs the script (fixed_window would not: see counter.go).
+			o := mkOp(t, "noscript", "gcra", strategies.Limit{Requests: 5, Period: strategies.Hour, Burst: 5}, 1)
 			mustApply(t, s, now0, o)
 			if _, err := srv.Do(tc.flush...); err != nil {
 				t.Fatalf("%v: %v", tc.flush, err)
 			}
 			if d := mustApply(t, s, now0, o)[0]; !d.Allowed || d.Remaining != 3 {
 				t.Fatalf("after %v: %+v, want allowed with Remaining 3", tc.flush, d)
+			}
+		})
+	}
+}
+
+// failLoads is a go-redis hook under which loading a script or a
+// function fails as on a lost connection.
+type failLoads struct{}
+
+func (failLoads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (failLoads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "script" || name == "function" {
+			cmd.SetErr(io.ErrUnexpectedEOF)
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (failLoads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestReloadFailureIsUnavailable checks that a call whose script or
+// function is missing, and could not be loaded again, fails as Redis
+// being unavailable (what kept the load from working), not with the
+// server's "no such script" as an internal error.
+func TestReloadFailureIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		flush []string
+	}{
+		{"script", Options{EvalScripts: true}, []string{"SCRIPT", "FLUSH"}},
+		{"script/unbatched", Options{EvalScripts: true, MaxBatch: 1}, []string{"SCRIPT", "FLUSH"}},
+		{"function", Options{}, []string{"FUNCTION", "FLUSH"}},
+		{"function/unbatched", Options{MaxBatch: 1}, []string{"FUNCTION", "FLUSH"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testservers.Redis(t)
+			opts := tc.opts
+			opts.URL, opts.ClientTime, opts.Timeout = srv.URL(), true, testTimeout
+			s := open(t, opts)
+			defer s.Close()
+			o := mkOp(t, "reloadfail", "gcra", strategies.Limit{Requests: 5, Period: strategies.Hour, Burst: 5}, 1)
+			mustApply(t, s, now0, o)
+			if _, err := srv.Do(tc.flush...); err != nil {
+				t.Fatalf("%v: %v", tc.flush, err)
+			}
+			s.single.AddHook(failLoads{})
+			err := s.Apply(context.Background(), now0, []limiter.Op{o}, make([]strategies.Decision, 1))
+			if !errors.Is(err, limiter.ErrUnavailable) {
+				t.Fatalf("Apply with the script gone and its load failing = %v, want ErrUnavailable", err)
 			}
 		})
 	}

@@ -420,9 +420,11 @@ func (s *Store) run(ctx context.Context, c *call) error {
 	for attempt := 0; ; attempt++ {
 		cmd := redis.NewIntSliceCmd(ctx, c.args...)
 		err := s.client.Process(ctx, cmd)
-		if err != nil && attempt < maxReloads && missing(err) && s.reload(ctx, err) {
-			c.args[0], c.args[1] = s.verb()
-			continue
+		if err != nil && attempt < maxReloads && missing(err) {
+			if err = s.reload(ctx, err); err == nil {
+				c.args[0], c.args[1] = s.verb()
+				continue
+			}
 		}
 		if err != nil {
 			return unavailable(ctx, s.timeout, err)
@@ -465,24 +467,23 @@ func refused(err error) bool {
 // loads the script (SCRIPT LOAD, on every master of a cluster) or the
 // function library (FUNCTION LOAD REPLACE). When the server refuses
 // functions (before Redis 7, or an ACL without FUNCTION), the store
-// switches to EVALSHA for good. reload reports whether the call should be
-// sent again, with the command s.verb names.
-func (s *Store) reload(ctx context.Context, err error) bool {
+// switches to EVALSHA for good. reload returns nil when the call should
+// be sent again, with the command s.verb names, or else the error that
+// kept it from loading (a lost connection, say), which is then the call's
+// error: the server's "no such script" says nothing once the load failed.
+func (s *Store) reload(ctx context.Context, err error) error {
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return s.client.ScriptLoad(ctx, s.scripts.eval).Err() == nil
+		return s.client.ScriptLoad(ctx, s.scripts.eval).Err()
 	}
 	if !s.fcall.Load() || s.single == nil {
-		return true // a FCALL sent before the switch to EVALSHA
+		return nil // a FCALL sent before the switch to EVALSHA
 	}
 	lerr := s.single.FunctionLoadReplace(ctx, s.scripts.library).Err()
-	if lerr == nil {
-		return true
-	}
-	if refused(lerr) {
+	if lerr != nil && refused(lerr) {
 		s.fcall.Store(false)
-		return true
+		return nil
 	}
-	return false
+	return lerr
 }
 
 // pingTimeout bounds Ping when ctx has no deadline.
